@@ -1,0 +1,1 @@
+//! Payload codecs: AES-128-CFB streams and snappy framing (no I/O).

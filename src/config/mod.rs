@@ -1,0 +1,1 @@
+//! Configuration: frpc.toml (v1), legacy INI and command-line flags.

@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("stcp-engine: under construction");
+}

@@ -1,0 +1,1 @@
+//! yamux (hashicorp spec) sessions running on a glommio executor.
