@@ -4,9 +4,21 @@
 //! * [`proto`]  – v1 frames, the 18 message types, auth keys. Pure, no I/O.
 //! * [`codec`]  – AES-128-CFB streams and Go-compatible snappy framing. Pure, incremental.
 //! * [`mux`]    – hashicorp-compatible yamux sessions on glommio (client and server).
-//! * [`config`] – frpc.toml / legacy INI / flags -> one validated config.
+//! * [`conn`]   – frames over streams, the encrypted control channel, the relay loop.
+//! * [`config`] – frpc.toml / legacy INI -> one validated config.
+//! * [`engine`] – the control executor and the per-core shards (both STCP roles).
+//! * [`relay`]  – the embedded frps-compatible relay (STCP subset of frps).
+//! * [`bench`]  – load generation and measurement; [`demo`] runs everything in one process.
 
+pub mod bench;
 pub mod codec;
 pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod engine;
+pub mod logging;
 pub mod mux;
 pub mod proto;
+pub mod relay;
+pub mod signals;
+pub mod tls;

@@ -1,0 +1,193 @@
+//! The engine: one control executor plus N data shards, one glommio executor pinned to
+//! each core (see ../shared/design.md).
+
+mod control;
+mod shard;
+pub mod state;
+pub mod transport;
+
+use crate::config::ClientConfig;
+pub use control::CLIENT_VERSION;
+use shard::ShardCmd;
+use state::Shared;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Login(String),
+    #[error("stcp-engine needs io_uring, but this kernel refused to set it up ({0}); run it on Linux 5.8 or newer with io_uring allowed (for containers: a seccomp profile that permits io_uring_setup, and `ulimit -l` of at least 8 MiB)")]
+    NoIoUring(String),
+    #[error("{0}")]
+    Start(String),
+}
+
+/// The CPUs this process may run on (sched_getaffinity), in order.
+pub fn available_cpus() -> Vec<usize> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ok != 0 {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        return (0..n).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Which CPUs the shards get for `--cores N`; says so when it had to use fewer.
+pub fn plan_cores(requested: Option<usize>) -> Vec<usize> {
+    let cpus = available_cpus();
+    let want = requested.unwrap_or(cpus.len()).max(1);
+    if want > cpus.len() {
+        log::warn!(
+            "--cores {want} requested, but only {} CPU(s) are available to this process ({:?}): running {} shard(s), one pinned to each",
+            cpus.len(),
+            cpus,
+            cpus.len()
+        );
+    }
+    cpus.into_iter().take(want).collect()
+}
+
+/// A running engine. Dropping it stops the engine.
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+    stop_tx: Option<async_channel::Sender<()>>,
+    shard_txs: Vec<async_channel::Sender<ShardCmd>>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    pub run_id: String,
+    pub cpus: Vec<usize>,
+}
+
+impl EngineHandle {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits until frps answered NewProxy for every proxy (success or error); false on
+    /// timeout. Visitors of this engine's own proxies can only connect after that.
+    pub fn wait_proxies_answered(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answered = self
+                .shared
+                .proxy_status
+                .lock()
+                .map(|s| self.shared.proxies.keys().all(|k| s.contains_key(k)))
+                .unwrap_or(false);
+            if answered {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the control (CloseProxy for each proxy), the listeners and every relay.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.stop_tx.take();
+        for tx in &self.shard_txs {
+            tx.close();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn executor_error(e: glommio::GlommioError<()>) -> EngineError {
+    let text = e.to_string();
+    if text.contains("io_uring")
+        || text.contains("Operation not permitted")
+        || text.contains("Function not implemented")
+    {
+        EngineError::NoIoUring(text)
+    } else {
+        EngineError::Start(format!("cannot start an executor: {text}"))
+    }
+}
+
+/// Starts the control executor and the shards; returns after the first login (or its
+/// failure when `loginFailExit` is on; otherwise the engine keeps retrying in the
+/// background and this returns once it is started).
+pub fn start(cfg: ClientConfig, cores: Option<usize>) -> Result<EngineHandle, EngineError> {
+    let cpus = plan_cores(cores);
+    let dial = transport::DialConfig::from_config(&cfg).map_err(EngineError::Start)?;
+    if let Some(tls) = &dial.tls {
+        if !tls.verifies_server {
+            log::warn!("TLS to frps is on but the server certificate is NOT verified (as frpc without transport.tls.trustedCaFile): set transport.tls.trustedCaFile to verify it");
+        }
+    }
+    let shared = Arc::new(Shared::new(cfg));
+    let mut threads = Vec::new();
+    let mut shard_txs = Vec::new();
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let (tx, rx) = async_channel::unbounded();
+        shard_txs.push(tx);
+        let sh = shared.clone();
+        let d = dial.clone();
+        let t = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+            .name(&format!("shard-{i}"))
+            .spawn(move || shard::shard_main(i, sh, d, rx))
+            .map_err(executor_error)?;
+        threads.push(t);
+    }
+    log::info!(
+        "started {} shard(s) pinned to CPU(s) {:?}; proxies: {}, visitors: {}",
+        cpus.len(),
+        cpus,
+        shared.proxies.len(),
+        shared.visitors.len()
+    );
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let sh = shared.clone();
+    let txs = shard_txs.clone();
+    let t = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("control")
+        .spawn(move || control::control_loop(sh, txs, dial, stop_rx, first_tx))
+        .map_err(executor_error)?;
+    threads.push(t);
+    let mut handle = EngineHandle {
+        shared,
+        stop_tx: Some(stop_tx),
+        shard_txs,
+        threads,
+        run_id: String::new(),
+        cpus,
+    };
+    // Wait for the first login so callers (and tests) start from a logged-in engine.
+    let wait = if handle.shared.cfg.login_fail_exit {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(15)
+    };
+    match first_rx.recv_timeout(wait) {
+        Ok(Ok(run_id)) => handle.run_id = run_id,
+        Ok(Err(e)) => {
+            handle.shutdown();
+            return Err(EngineError::Login(e));
+        }
+        Err(_) => {} // Still trying in the background (loginFailExit = false).
+    }
+    Ok(handle)
+}

@@ -1,0 +1,269 @@
+//! A data shard: one glommio executor pinned to one core. It owns its own way to frps
+//! (a yamux session, or fresh connections), its visitor listeners (SO_REUSEPORT, so the
+//! kernel spreads user connections over shards), its work connections and their relays.
+//! Nothing here waits on another core: the control executor only sends decisions.
+
+use super::state::{unix_now, EngineStats, Shared, VisitorRuntime};
+use super::transport::{dial_tcp, DialConfig, Link};
+use crate::conn::{join, read_msg_timeout, write_msg, ConnError, FrameReader, Transform};
+use crate::proto::{auth_key, Message, NewVisitorConn, NewWorkConn};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Decisions the control executor sends to a shard.
+#[derive(Debug)]
+pub enum ShardCmd {
+    /// frps asked for a work connection (ReqWorkConn).
+    WorkConn,
+    /// The control logged in again: frps may be a new process (or the old session may be
+    /// black-holed), so new connections use a freshly dialled session.
+    RetireLink,
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new user connection waits for a login while frps is unreachable.
+const WAIT_FOR_LOGIN: Duration = Duration::from_secs(10);
+
+pub async fn shard_main(
+    index: usize,
+    shared: Arc<Shared>,
+    dial: DialConfig,
+    cmds: async_channel::Receiver<ShardCmd>,
+) {
+    let link = Rc::new(Link::new(dial));
+    let mut listeners = Vec::new();
+    for (vi, v) in shared.visitors.iter().enumerate() {
+        if v.cfg.bind_port <= 0 {
+            continue; // frp: a negative bindPort means no listener.
+        }
+        listeners.push(glommio::spawn_local(visitor_listener(
+            index,
+            vi,
+            shared.clone(),
+            link.clone(),
+        )));
+    }
+    while let Ok(cmd) = cmds.recv().await {
+        match cmd {
+            ShardCmd::WorkConn => {
+                glommio::spawn_local(work_conn(shared.clone(), link.clone())).detach();
+            }
+            ShardCmd::RetireLink => link.retire(),
+        }
+    }
+    drop(listeners);
+    link.reset();
+}
+
+/// Server role: open a work stream, announce it, wait for StartWorkConn, dial the local
+/// service and relay.
+async fn work_conn(shared: Arc<Shared>, link: Rc<Link>) {
+    if let Err(e) = try_work_conn(&shared, &link).await {
+        EngineStats::add(&shared.stats.work_errors, 1);
+        log::warn!("{e}");
+    }
+}
+
+async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
+    let run_id = shared.run_id();
+    if run_id.is_empty() {
+        return Ok(()); // Logged out since frps asked; the next login asks again.
+    }
+    let mut io = link
+        .open()
+        .await
+        .map_err(|e| ConnError::Other(format!("start new connection to server error: {e}")))?;
+    let mut hello = NewWorkConn {
+        run_id,
+        ..Default::default()
+    };
+    if shared.cfg.auth.additional_scopes.new_work_conns {
+        hello.timestamp = unix_now();
+        hello.privilege_key = auth_key(&shared.cfg.auth.token, hello.timestamp);
+    }
+    write_msg(&mut io, &Message::NewWorkConn(hello))
+        .await
+        .map_err(|e| ConnError::Other(format!("work connection write to server error: {e}")))?;
+    // An idle pooled work connection waits as long as frps wants (no deadline, as frpc).
+    let mut reader = FrameReader::new();
+    let start = match reader.read_msg(&mut io, "StartWorkConn").await {
+        Ok(Message::StartWorkConn(s)) => s,
+        Ok(other) => {
+            return Err(ConnError::Unexpected {
+                expected: "StartWorkConn",
+                got: other.name(),
+            })
+        }
+        Err(ConnError::Eof(_)) if shared.is_stopping() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !start.error.is_empty() {
+        return Err(ConnError::Rejected(format!(
+            "StartWorkConn contains error: {}",
+            start.error
+        )));
+    }
+    let Some(proxy) = shared.proxy_for_wire_name(&start.proxy_name) else {
+        return Err(ConnError::Other(format!(
+            "proxy [{}] not found, closing its work connection",
+            start.proxy_name
+        )));
+    };
+    let name = &proxy.cfg.name;
+    let local_addr = format!("{}:{}", proxy.cfg.local_ip, proxy.cfg.local_port);
+    let local = dial_tcp(&local_addr, LOCAL_DIAL_TIMEOUT, None)
+        .await
+        .map_err(|e| {
+            ConnError::Other(format!(
+                "[{name}] connect to local service [{local_addr}] error: {e}"
+            ))
+        })?;
+    EngineStats::add(&shared.stats.work_conns, 1);
+    EngineStats::add(&shared.stats.active, 1);
+    let key = proxy.key.as_ref();
+    let (c, e) = (proxy.cfg.use_compression, key);
+    let stats = join(
+        io,
+        local,
+        reader.take_leftover(),
+        Vec::new(),
+        Transform::open(e, c),
+        Transform::seal(e, c),
+    )
+    .await;
+    EngineStats::sub(&shared.stats.active, 1);
+    EngineStats::add(&shared.stats.bytes_in, stats.a_to_b);
+    EngineStats::add(&shared.stats.bytes_out, stats.b_to_a);
+    if let Some(err) = stats.error {
+        log::debug!("[{name}] work connection ended: {err}");
+    }
+    Ok(())
+}
+
+async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc<Link>) {
+    let v = &shared.visitors[vi];
+    let addr = format!("{}:{}", v.cfg.bind_addr, v.cfg.bind_port);
+    let listener = loop {
+        match super::transport::resolve(&addr).and_then(|sa| {
+            glommio::net::TcpListener::bind(sa).map_err(|e| ConnError::Other(e.to_string()))
+        }) {
+            Ok(l) => break l,
+            Err(e) => {
+                log::warn!(
+                    "[{}] start error: listen on {addr}: {e}; retrying in 10s",
+                    v.cfg.name
+                );
+                glommio::timer::sleep(Duration::from_secs(10)).await;
+                if shared.is_stopping() {
+                    return;
+                }
+            }
+        }
+    };
+    if shard == 0 {
+        log::info!(
+            "[{}] start visitor success (listening on {addr})",
+            v.cfg.name
+        );
+    }
+    loop {
+        match listener.accept().await {
+            Ok(user) => {
+                glommio::spawn_local(visitor_conn(shared.clone(), vi, link.clone(), user)).detach();
+            }
+            Err(e) => {
+                // EMFILE/ENFILE: back off rather than spin.
+                log::warn!("[{}] accept error: {e}", v.cfg.name);
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn visitor_conn(
+    shared: Arc<Shared>,
+    vi: usize,
+    link: Rc<Link>,
+    user: glommio::net::TcpStream,
+) {
+    let v = &shared.visitors[vi];
+    let _ = user.set_nodelay(true);
+    EngineStats::add(&shared.stats.visitor_conns, 1);
+    if let Err(e) = try_visitor_conn(&shared, v, &link, user).await {
+        EngineStats::add(&shared.stats.visitor_errors, 1);
+        shared.record_error(&v.cfg.name, &e.to_string());
+        log::warn!("[{}] {e}", v.cfg.name);
+    }
+}
+
+async fn try_visitor_conn(
+    shared: &Shared,
+    v: &VisitorRuntime,
+    link: &Link,
+    user: glommio::net::TcpStream,
+) -> Result<(), ConnError> {
+    let run_id = shared.wait_run_id(WAIT_FOR_LOGIN).await.ok_or_else(|| {
+        ConnError::Other("not logged in to the server, closing user connection".into())
+    })?;
+    let mut io = link
+        .open()
+        .await
+        .map_err(|e| ConnError::Other(format!("connect to server error: {e}")))?;
+    let ts = unix_now();
+    let hello = NewVisitorConn {
+        run_id,
+        proxy_name: v.target.clone(),
+        sign_key: auth_key(&v.cfg.secret_key, ts),
+        timestamp: ts,
+        use_encryption: v.cfg.use_encryption,
+        use_compression: v.cfg.use_compression,
+    };
+    write_msg(&mut io, &Message::NewVisitorConn(hello))
+        .await
+        .map_err(|e| ConnError::Other(format!("send newVisitorConnMsg to server error: {e}")))?;
+    let mut reader = FrameReader::new();
+    let resp = read_msg_timeout(
+        &mut reader,
+        &mut io,
+        HANDSHAKE_TIMEOUT,
+        "NewVisitorConnResp",
+    )
+    .await
+    .map_err(|e| ConnError::Other(format!("read newVisitorConnRespMsg error: {e}")))?;
+    match resp {
+        Message::NewVisitorConnResp(r) if r.error.is_empty() => {}
+        Message::NewVisitorConnResp(r) => {
+            return Err(ConnError::Rejected(format!(
+                "start new visitor connection error: {}",
+                r.error
+            )))
+        }
+        other => {
+            return Err(ConnError::Unexpected {
+                expected: "NewVisitorConnResp",
+                got: other.name(),
+            })
+        }
+    }
+    EngineStats::add(&shared.stats.active, 1);
+    let key = v.key.as_ref();
+    let c = v.cfg.use_compression;
+    let stats = join(
+        user,
+        io,
+        Vec::new(),
+        reader.take_leftover(),
+        Transform::seal(key, c),
+        Transform::open(key, c),
+    )
+    .await;
+    EngineStats::sub(&shared.stats.active, 1);
+    EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
+    EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
+    if let Some(err) = stats.error {
+        log::debug!("[{}] visitor connection ended: {err}", v.cfg.name);
+    }
+    Ok(())
+}

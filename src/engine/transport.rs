@@ -1,0 +1,191 @@
+//! Reaching frps: TCP with a dial timeout and keepalive, then (with tcpMux) a yamux
+//! client session per shard whose streams each carry one frp connection, or (without
+//! tcpMux) a fresh TCP connection per frp connection.
+
+use crate::config::ClientConfig;
+use crate::conn::{ConnError, Io};
+use crate::mux::{Mode, MuxConfig, Session};
+use crate::tls::{client_tls, ClientTls, FRP_TLS_HEAD_BYTE};
+use futures_lite::AsyncWriteExt;
+use std::cell::RefCell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to dial frps, resolved once from the config.
+#[derive(Clone)]
+pub struct DialConfig {
+    pub server: String,
+    pub timeout: Duration,
+    pub keepalive: Option<Duration>,
+    pub tcp_mux: bool,
+    pub mux: MuxConfig,
+    pub tls: Option<Arc<ClientTls>>,
+}
+
+impl DialConfig {
+    /// Fails on TLS files that cannot be read, so a bad config stops the start.
+    pub fn from_config(cfg: &ClientConfig) -> Result<DialConfig, String> {
+        let mut mux = MuxConfig::default();
+        mux.keepalive_interval = (cfg.transport.tcp_mux_keepalive_interval > 0)
+            .then(|| Duration::from_secs(cfg.transport.tcp_mux_keepalive_interval as u64));
+        let tls = if cfg.transport.tls.enable {
+            Some(Arc::new(client_tls(&cfg.transport.tls, &cfg.server_addr)?))
+        } else {
+            None
+        };
+        Ok(DialConfig {
+            server: format!("{}:{}", cfg.server_addr, cfg.server_port),
+            timeout: Duration::from_secs(cfg.transport.dial_server_timeout.max(1) as u64),
+            keepalive: (cfg.transport.dial_server_keepalive > 0)
+                .then(|| Duration::from_secs(cfg.transport.dial_server_keepalive as u64)),
+            tcp_mux: cfg.transport.tcp_mux,
+            mux,
+            tls,
+        })
+    }
+}
+
+/// Resolves `host:port` (IP literals never block; names use the system resolver).
+pub fn resolve(addr: &str) -> Result<SocketAddr, ConnError> {
+    addr.to_socket_addrs()
+        .map_err(|e| ConnError::Other(format!("cannot resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| ConnError::Other(format!("{addr} resolves to no address")))
+}
+
+/// Dials a TCP connection with frpc's socket options.
+pub async fn dial_tcp(
+    addr: &str,
+    timeout: Duration,
+    keepalive: Option<Duration>,
+) -> Result<glommio::net::TcpStream, ConnError> {
+    let sa = resolve(addr)?;
+    let stream = glommio::net::TcpStream::connect_timeout(sa, timeout)
+        .await
+        .map_err(|e| ConnError::Other(format!("dial {addr}: {e}")))?;
+    // Go sets TCP_NODELAY by default, so frpc has it; so do we.
+    let _ = stream.set_nodelay(true);
+    if let Some(ka) = keepalive {
+        set_keepalive(&stream, ka);
+    }
+    Ok(stream)
+}
+
+fn set_keepalive(stream: &glommio::net::TcpStream, idle: Duration) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    // Borrow the fd through socket2 without taking ownership of it.
+    let sock = std::mem::ManuallyDrop::new(unsafe {
+        <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    let ka = socket2::TcpKeepalive::new().with_time(idle);
+    let _ = sock.set_tcp_keepalive(&ka);
+}
+
+/// A dialled connection to frps (TLS is layered here when configured).
+pub async fn dial_frps(cfg: &DialConfig) -> Result<Box<dyn Io>, ConnError> {
+    let mut tcp = dial_tcp(&cfg.server, cfg.timeout, cfg.keepalive).await?;
+    let Some(tls) = &cfg.tls else {
+        return Ok(Box::new(tcp));
+    };
+    if tls.custom_first_byte {
+        tcp.write_all(&[FRP_TLS_HEAD_BYTE]).await?;
+    }
+    let conn = futures_rustls::TlsConnector::from(tls.config.clone())
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .map_err(|e| ConnError::Other(format!("TLS handshake with {}: {e}", cfg.server)))?;
+    Ok(Box::new(conn))
+}
+
+/// One shard's way to frps: a lazily (re)connected yamux session, or fresh connections.
+pub struct Link {
+    cfg: DialConfig,
+    session: RefCell<Option<Session>>,
+    /// Serialises session dials so a burst of connections makes one dial, not hundreds.
+    dialing: glommio::sync::Semaphore,
+}
+
+impl Link {
+    pub fn new(cfg: DialConfig) -> Link {
+        Link {
+            cfg,
+            session: RefCell::new(None),
+            dialing: glommio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// A new frp connection: a yamux stream, or a fresh TCP connection without tcpMux.
+    pub async fn open(&self) -> Result<Box<dyn Io>, ConnError> {
+        if !self.cfg.tcp_mux {
+            return dial_frps(&self.cfg).await;
+        }
+        let session = self.session().await?;
+        match session.open().await {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => {
+                // A dead session is replaced on the next open.
+                self.session.borrow_mut().take();
+                Err(ConnError::Other(format!("open yamux stream: {e}")))
+            }
+        }
+    }
+
+    async fn session(&self) -> Result<Session, ConnError> {
+        if let Some(s) = self.live_session() {
+            return Ok(s);
+        }
+        let _permit = self
+            .dialing
+            .acquire_permit(1)
+            .await
+            .map_err(|_| ConnError::Other("link closed".into()))?;
+        if let Some(s) = self.live_session() {
+            return Ok(s);
+        }
+        let io = dial_frps(&self.cfg).await?;
+        let s = Session::new(io, Mode::Client, self.cfg.mux.clone());
+        *self.session.borrow_mut() = Some(s.clone());
+        Ok(s)
+    }
+
+    fn live_session(&self) -> Option<Session> {
+        let mut slot = self.session.borrow_mut();
+        match &*slot {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                slot.take();
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Closes the session and every stream on it (shutdown).
+    pub fn reset(&self) {
+        if let Some(s) = self.session.borrow_mut().take() {
+            s.close();
+        }
+    }
+
+    /// Stops using the current session for new streams (after a re-login frps may be a
+    /// new process, or the old session black-holed). Streams still relaying on it carry
+    /// on; the session is closed once they have all ended.
+    pub fn retire(&self) {
+        let Some(old) = self.session.borrow_mut().take() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            while !old.is_closed() && old.num_streams() > 0 {
+                futures_lite::future::or(
+                    old.closed(),
+                    glommio::timer::sleep(Duration::from_secs(1)),
+                )
+                .await;
+            }
+            old.close();
+        })
+        .detach();
+    }
+}
