@@ -17,6 +17,7 @@ pub mod conn;
 pub mod demo;
 pub mod engine;
 pub mod logging;
+pub mod metrics;
 pub mod mux;
 pub mod proto;
 pub mod relay;

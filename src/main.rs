@@ -30,6 +30,9 @@ enum Cmd {
     Verify,
     /// Run the embedded frps-compatible relay (the STCP subset of frps).
     Relay(RelayArgs),
+    /// Load generator: throughput, latency, connection rate, idle fan-out (any endpoint,
+    /// or an in-process chain by default).
+    Bench(stcp_engine::bench::BenchArgs),
     /// Run relay + server role + visitor role + echo in one process and a short bench.
     Demo {
         /// Seconds per measurement.
@@ -128,6 +131,10 @@ fn run(cli: Cli) -> Result<(), String> {
             log::info!("received {sig}, stopping");
             relay.stop();
             Ok(())
+        }
+        Cmd::Bench(args) => {
+            init_logs("warn", "console")?;
+            stcp_engine::bench::command::run(args, cli.cores)
         }
         Cmd::Demo {
             seconds,

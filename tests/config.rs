@@ -98,6 +98,7 @@ fn full_example_toml() {
                 bandwidth_limit_mode: "server".into(),
                 metadatas: map(&[("owner", "ops")]),
                 annotations: map(&[("key1", "value1"), ("prefix/key2", "value2")]),
+                max_connections: None,
             },
             StcpProxyConfig {
                 name: "secret_db".into(),
@@ -301,12 +302,6 @@ fn rejected_keys_name_file_line_and_key() {
             1,
             "transport.protocol",
             r#"frpc.toml:1: transport.protocol = "quic" is not supported by stcp-engine (only the tcp transport is implemented)"#,
-        ),
-        (
-            "[transport]\ntcpMux = true\nwireProtocol = \"v2\"\n".into(),
-            3,
-            "transport.wireProtocol",
-            r#"frpc.toml:3: transport.wireProtocol = "v2" is not supported by stcp-engine (only wire protocol v1 is implemented for now)"#,
         ),
         (
             "auth.method = \"oidc\"\nauth.oidc.clientID = \"x\"\n".into(),

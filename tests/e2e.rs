@@ -131,3 +131,25 @@ fn cores_more_than_machine_still_runs() {
     let got = echo_through(c.visitor, b"hello", Duration::from_secs(10)).unwrap();
     assert_eq!(got, b"hello");
 }
+
+/// TLS to the relay (frpc's default), with a plain ClientHello and with frp's 0x17 first byte.
+#[test]
+fn tls_to_relay_with_and_without_custom_first_byte() {
+    use stcp_engine::bench::{start_service, ServiceKind};
+    use stcp_engine::demo::{demo_config, free_port, wait_for_listener};
+    for custom_byte in [false, true] {
+        let relay = start_relay(true);
+        let echo = start_service(ServiceKind::Echo, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let vport = free_port().unwrap();
+        let mut cfg = demo_config(relay.addr(), TOKEN, echo.addr(), vport, &opts(true, true, false, 1));
+        cfg.transport.tls.enable = true;
+        cfg.transport.tls.disable_custom_tls_first_byte = !custom_byte;
+        let engine = start_engine(cfg, Some(1));
+        let addr = format!("127.0.0.1:{vport}").parse().unwrap();
+        wait_for_listener(addr).unwrap();
+        let data = payload(4 << 20, 99);
+        let got = echo_through(addr, &data, Duration::from_secs(30)).unwrap();
+        assert!(got == data, "TLS (custom byte {custom_byte}): echo differs");
+        engine.stop();
+    }
+}

@@ -4,7 +4,7 @@
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::net::SocketAddr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServiceKind {
     Echo,
     /// Discards what it reads.

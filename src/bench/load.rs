@@ -26,6 +26,45 @@ impl Throughput {
     }
 }
 
+/// Hooks a caller can use to observe a run: the steady-state measurement window (to
+/// sample CPU counters at its edges) and a progress line about once a second.
+pub trait Watch {
+    fn window_start(&mut self) {}
+    fn window_end(&mut self) {}
+    fn progress(&mut self, _line: &str) {}
+}
+
+/// Observes nothing.
+pub struct NoWatch;
+impl Watch for NoWatch {}
+
+/// Which way payload flows in a throughput run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Write into an echo service and count what comes back (both directions loaded).
+    Echo,
+    /// Read from a source service (server -> client).
+    Download,
+    /// Write into a sink service (client -> server); counts bytes the sockets accepted.
+    Upload,
+}
+
+/// Throughput of `streams` connections to `addr` in direction `dir` for `dur`.
+pub fn throughput(
+    addr: SocketAddr,
+    dir: Direction,
+    streams: usize,
+    dur: Duration,
+    watch: &mut dyn Watch,
+) -> std::io::Result<Throughput> {
+    match dir {
+        Direction::Echo => echo_throughput_watched(addr, streams, dur, watch),
+        Direction::Download => download_throughput_watched(addr, streams, dur, watch),
+        Direction::Upload => upload_throughput(addr, streams, dur, watch),
+    }
+}
+
 fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_nodelay(true)?;
@@ -38,6 +77,15 @@ pub fn echo_throughput(
     addr: SocketAddr,
     streams: usize,
     dur: Duration,
+) -> std::io::Result<Throughput> {
+    echo_throughput_watched(addr, streams, dur, &mut NoWatch)
+}
+
+fn echo_throughput_watched(
+    addr: SocketAddr,
+    streams: usize,
+    dur: Duration,
+    watch: &mut dyn Watch,
 ) -> std::io::Result<Throughput> {
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
@@ -71,7 +119,7 @@ pub fn echo_throughput(
             }
         }));
     }
-    measure(dur, &stop, &total, handles, streams)
+    measure(dur, &stop, &total, handles, streams, watch)
 }
 
 /// Streams that read from a source service (one direction, server -> client).
@@ -79,6 +127,15 @@ pub fn download_throughput(
     addr: SocketAddr,
     streams: usize,
     dur: Duration,
+) -> std::io::Result<Throughput> {
+    download_throughput_watched(addr, streams, dur, &mut NoWatch)
+}
+
+fn download_throughput_watched(
+    addr: SocketAddr,
+    streams: usize,
+    dur: Duration,
+    watch: &mut dyn Watch,
 ) -> std::io::Result<Throughput> {
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
@@ -100,7 +157,38 @@ pub fn download_throughput(
             }
         }));
     }
-    measure(dur, &stop, &total, handles, streams)
+    measure(dur, &stop, &total, handles, streams, watch)
+}
+
+/// Streams that write into a sink service (one direction, client -> server). Counts
+/// what the kernel accepted; the socket buffers (a few MiB) are small against a run.
+pub fn upload_throughput(
+    addr: SocketAddr,
+    streams: usize,
+    dur: Duration,
+    watch: &mut dyn Watch,
+) -> std::io::Result<Throughput> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..streams {
+        let mut s = connect(addr)?;
+        s.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let total = total.clone();
+        let stop = stop.clone();
+        handles.push(std::thread::spawn(move || {
+            let buf = vec![0x5au8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match s.write(&buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        total.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    measure(dur, &stop, &total, handles, streams, watch)
 }
 
 fn measure(
@@ -109,15 +197,30 @@ fn measure(
     total: &AtomicU64,
     handles: Vec<std::thread::JoinHandle<()>>,
     streams: usize,
+    watch: &mut dyn Watch,
 ) -> std::io::Result<Throughput> {
     // Skip the first 10 % (slow start, window growth) so the figure is the steady rate.
     let warm = dur / 10;
     std::thread::sleep(warm);
     let b0 = total.load(Ordering::Relaxed);
+    watch.window_start();
     let t0 = Instant::now();
-    std::thread::sleep(dur - warm);
+    let end = t0 + (dur - warm);
+    let mut last = (t0, b0);
+    while Instant::now() < end {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_secs(1)));
+        let (now, b) = (Instant::now(), total.load(Ordering::Relaxed));
+        let rate = (b - last.1) as f64 * 8.0 / now.duration_since(last.0).as_secs_f64() / 1e9;
+        watch.progress(&format!(
+            "{:.0}/{:.0} s  {rate:.2} Gbit/s",
+            now.duration_since(t0).as_secs_f64(),
+            (dur - warm).as_secs_f64()
+        ));
+        last = (now, b);
+    }
     let bytes = total.load(Ordering::Relaxed) - b0;
     let seconds = t0.elapsed().as_secs_f64();
+    watch.window_end();
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -164,6 +267,16 @@ pub fn echo_latency(
     dur: Duration,
     size: usize,
 ) -> std::io::Result<Latency> {
+    echo_latency_watched(addr, rate, dur, size, &mut NoWatch)
+}
+
+pub fn echo_latency_watched(
+    addr: SocketAddr,
+    rate: u64,
+    dur: Duration,
+    size: usize,
+    watch: &mut dyn Watch,
+) -> std::io::Result<Latency> {
     let mut s = connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
@@ -176,8 +289,19 @@ pub fn echo_latency(
     // Warm the path (first connection through a visitor includes the handshake).
     s.write_all(&req)?;
     s.read_exact(&mut resp)?;
+    let mut next_progress = Duration::from_secs(1);
     while start.elapsed() < dur {
-        let scheduled = start + interval * i as u32;
+        if start.elapsed() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            watch.progress(&format!(
+                "{:.0}/{:.0} s  {i} requests, p99 so far {:.1} us",
+                start.elapsed().as_secs_f64(),
+                dur.as_secs_f64(),
+                hist.value_at_quantile(0.99) as f64 / 1000.0
+            ));
+        }
+        // `interval * i` in nanoseconds: u32 multiplication would overflow on long runs.
+        let scheduled = start + Duration::from_nanos(interval.as_nanos() as u64 * i);
         let now = Instant::now();
         if scheduled > now {
             std::thread::sleep(scheduled - now);
@@ -211,10 +335,21 @@ impl ConnRate {
 /// New connections per second: each worker connects, sends 1 byte, waits for the echo,
 /// closes; repeated for `dur`. Setup latency = connect to first echoed byte.
 pub fn conn_rate(addr: SocketAddr, workers: usize, dur: Duration) -> std::io::Result<ConnRate> {
+    conn_rate_watched(addr, workers, dur, &mut NoWatch)
+}
+
+pub fn conn_rate_watched(
+    addr: SocketAddr,
+    workers: usize,
+    dur: Duration,
+    watch: &mut dyn Watch,
+) -> std::io::Result<ConnRate> {
     let deadline = Instant::now() + dur;
     let t0 = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..workers)
         .map(|_| {
+            let done = done.clone();
             std::thread::spawn(move || {
                 let mut h =
                     Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
@@ -234,6 +369,7 @@ pub fn conn_rate(addr: SocketAddr, workers: usize, dur: Duration) -> std::io::Re
                         Ok(()) => {
                             let _ = h.record(t.elapsed().as_nanos() as u64);
                             n += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(_) => errors += 1,
                     }
@@ -242,6 +378,16 @@ pub fn conn_rate(addr: SocketAddr, workers: usize, dur: Duration) -> std::io::Re
             })
         })
         .collect();
+    watch.window_start();
+    while Instant::now() < deadline {
+        std::thread::sleep((deadline - Instant::now()).min(Duration::from_secs(1)));
+        watch.progress(&format!(
+            "{:.0}/{:.0} s  {} connections",
+            t0.elapsed().as_secs_f64(),
+            dur.as_secs_f64(),
+            done.load(Ordering::Relaxed)
+        ));
+    }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     let mut conns = 0;
     let mut errors = 0;
@@ -257,9 +403,11 @@ pub fn conn_rate(addr: SocketAddr, workers: usize, dur: Duration) -> std::io::Re
             "all {errors} connection attempts failed"
         )));
     }
+    let seconds = t0.elapsed().as_secs_f64();
+    watch.window_end();
     Ok(ConnRate {
         conns,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds,
         hist,
     })
 }
@@ -273,6 +421,72 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Raises this process's open-file limit to at least `want` (the hard limit too, where
+/// the process may: root, or CAP_SYS_RESOURCE). Returns the soft limit now in force.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur >= want {
+            return lim.rlim_cur;
+        }
+        let both = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
+            return want;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// Like [`open_idle`], with a progress line, and with connection errors that say which
+/// connection failed and why (usually the open-file limit or the peer's backlog).
+pub fn open_idle_watched(
+    addr: SocketAddr,
+    n: usize,
+    watch: &mut dyn Watch,
+) -> std::io::Result<Vec<TcpStream>> {
+    let mut conns = Vec::with_capacity(n);
+    let mut last = Instant::now();
+    // Check each batch with a 1-byte echo so the chain behind it is fully set up, while
+    // keeping a few hundred handshakes in flight (not one at a time, not all at once).
+    const BATCH: usize = 256;
+    let mut b = [0u8; 1];
+    while conns.len() < n {
+        let first = conns.len();
+        for _ in first..(first + BATCH).min(n) {
+            let s = connect(addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("connection {}: {e}", conns.len() + 1))
+            })?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            conns.push(s);
+        }
+        for (i, s) in conns[first..].iter_mut().enumerate() {
+            let at = first + i + 1;
+            let failed = |e: std::io::Error| {
+                std::io::Error::new(e.kind(), format!("connection {at}, 1-byte echo: {e}"))
+            };
+            s.write_all(b"i").map_err(failed)?;
+            s.read_exact(&mut b).map_err(failed)?;
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            watch.progress(&format!("{}/{n} connections open", conns.len()));
+        }
+    }
+    Ok(conns)
 }
 
 /// Opens `n` connections through `addr`, checks each with a 1-byte echo, and keeps them

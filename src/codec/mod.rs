@@ -1,5 +1,7 @@
-//! Payload codecs: AES-128-CFB streams and snappy framing (no I/O).
+//! Payload codecs: AES-128-CFB streams and snappy framing, and the v2 control channel's
+//! AEAD streams (no I/O).
 
+pub mod aead;
 pub mod cfb;
 pub mod snappy;
 pub mod stack;

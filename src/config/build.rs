@@ -499,6 +499,7 @@ fn proxy(cx: &mut Ctx, node: &Node, mut origin: Origin) -> Result<ProxyEntry, Co
     if let Some(mut t) = obj.table(cx, "transport")? {
         cfg.use_encryption = t.bool(cx, "useEncryption")?.unwrap_or(false);
         cfg.use_compression = t.bool(cx, "useCompression")?.unwrap_or(false);
+        cfg.max_connections = max_connections(cx, &mut t)?;
         if let Some(n) = t.get("bandwidthLimit") {
             cfg.bandwidth_limit = string(cx, n)?.trim().to_string();
             check_bandwidth(cx, n, &cfg.bandwidth_limit)?;
@@ -559,6 +560,17 @@ fn proxy(cx: &mut Ctx, node: &Node, mut origin: Origin) -> Result<ProxyEntry, Co
         cfg,
         origin,
     })
+}
+
+/// stcp-engine's own `transport.maxConnections` (frpc has no such key): a cap on
+/// concurrent connections; 0 means none.
+fn max_connections(cx: &Ctx, t: &mut Obj) -> Result<Option<u32>, ConfigError> {
+    let Some(n) = t.get("maxConnections") else {
+        return Ok(None);
+    };
+    let v = int(cx, n)?;
+    let max: u32 = ranged(cx, Some(n), v, "maxConnections must be in the range 0..4294967295")?;
+    Ok((max > 0).then_some(max))
 }
 
 /// frp's `BandwidthQuantity`: a number followed by `MB` or `KB`.
@@ -637,6 +649,7 @@ fn visitor(cx: &mut Ctx, node: &Node, mut origin: Origin) -> Result<VisitorEntry
     if let Some(mut t) = obj.table(cx, "transport")? {
         cfg.use_encryption = t.bool(cx, "useEncryption")?.unwrap_or(false);
         cfg.use_compression = t.bool(cx, "useCompression")?.unwrap_or(false);
+        cfg.max_connections = max_connections(cx, &mut t)?;
         t.finish(cx)?;
     }
     plugin(cx, &mut obj, "visitor")?;
@@ -891,8 +904,7 @@ fn transport(
     if let Some(n) = t.get("wireProtocol") {
         tr.wire_protocol = string(cx, n)?;
         match tr.wire_protocol.as_str() {
-            "" | "v1" => {}
-            "v2" => return Err(cx.unsupported(n, "only wire protocol v1 is implemented for now")),
+            "" | "v1" | "v2" => {}
             _ => {
                 return Err(cx.invalid(
                     n,

@@ -230,6 +230,7 @@ fn proxy_key(name: &str) -> Option<&'static str> {
         "use_encryption" => "transport.useEncryption",
         "use_compression" => "transport.useCompression",
         "bandwidth_limit" => "transport.bandwidthLimit",
+        "max_connections" => "transport.maxConnections",
         "bandwidth_limit_mode" => "transport.bandwidthLimitMode",
         "proxy_protocol_version" => "transport.proxyProtocolVersion",
         "group" => "loadBalancer.group",
@@ -254,6 +255,7 @@ fn visitor_key(name: &str) -> Option<&'static str> {
         "bind_port" => "bindPort",
         "use_encryption" => "transport.useEncryption",
         "use_compression" => "transport.useCompression",
+        "max_connections" => "transport.maxConnections",
         _ => return None,
     })
 }

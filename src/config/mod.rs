@@ -143,6 +143,9 @@ pub struct StcpProxyConfig {
     pub bandwidth_limit_mode: String,
     pub metadatas: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// stcp-engine extension `transport.maxConnections`: concurrent work connections
+    /// relayed for this proxy (`None`: no cap, or `--max-conns-per-proxy`).
+    pub max_connections: Option<u32>,
 }
 
 /// One `[[visitors]]` entry with `type = "stcp"`.
@@ -160,6 +163,9 @@ pub struct StcpVisitorConfig {
     pub bind_port: i32,
     pub use_encryption: bool,
     pub use_compression: bool,
+    /// stcp-engine extension `transport.maxConnections`: concurrent user connections
+    /// (`None`: no cap, or `--max-conns-per-visitor`).
+    pub max_connections: Option<u32>,
 }
 
 /// How to load: which environment feeds templates, and strictness.
@@ -263,6 +269,7 @@ impl Default for StcpProxyConfig {
             bandwidth_limit_mode: "client".into(),
             metadatas: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            max_connections: None,
         }
     }
 }
@@ -278,6 +285,7 @@ impl Default for StcpVisitorConfig {
             bind_port: 0,
             use_encryption: false,
             use_compression: false,
+            max_connections: None,
         }
     }
 }

@@ -82,12 +82,12 @@ pub(crate) fn validate(cfg: &ClientConfig, origins: Option<&Origins>) -> Result<
             ),
         ));
     }
-    if t.wire_protocol != "v1" {
+    if t.wire_protocol != "v1" && t.wire_protocol != "v2" {
         return Err(invalid(
             &common,
             "transport.wireProtocol",
             format!(
-                "wire protocol {:?} is not supported (only \"v1\")",
+                "invalid transport.wireProtocol {:?}, optional values are [v1 v2]",
                 t.wire_protocol
             ),
         ));

@@ -1,14 +1,22 @@
 //! The control stream after LoginResp: v1 frames inside AES-128-CFB (key = the token),
-//! one independent IV per direction (frp-protocol.md §7.1).
+//! one independent IV per direction (frp-protocol.md §7.1); or, with wire protocol v2,
+//! v2 frames inside golib's AEAD stream (keys from the hello transcript, appendix A).
 
-use super::ConnError;
+use super::{ConnError, Wire};
+use crate::codec::aead::{AeadOpener, AeadSealer};
 use crate::codec::{CipherKey, DecryptStream, EncryptStream};
-use crate::proto::{decode_frame, encode_frame, Message};
+use crate::proto::{encode_frame, Message};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+enum Opener {
+    Cfb(DecryptStream),
+    Aead(AeadOpener),
+}
 
 pub struct ControlReader<R> {
     io: R,
-    decrypt: DecryptStream,
+    opener: Opener,
+    wire: Wire,
     plain: Vec<u8>,
     start: usize,
     raw: Vec<u8>,
@@ -17,29 +25,54 @@ pub struct ControlReader<R> {
 impl<R: AsyncRead + Unpin> ControlReader<R> {
     /// `leftover`: bytes already read behind the LoginResp (the peer's IV and maybe more).
     pub fn new(io: R, key: &CipherKey, leftover: Vec<u8>) -> Self {
-        let mut me = ControlReader {
+        Self::with_opener(io, Opener::Cfb(DecryptStream::new(key)), Wire::V1, leftover)
+    }
+
+    /// Wire protocol v2: v2 frames inside the peer's AEAD stream.
+    pub fn v2(io: R, opener: AeadOpener, leftover: Vec<u8>) -> Self {
+        Self::with_opener(io, Opener::Aead(opener), Wire::V2, leftover)
+    }
+
+    /// v2 when the login negotiated it (`Some`), else v1 with `key`.
+    pub fn v1_or_v2(io: R, key: &CipherKey, v2: Option<AeadOpener>, leftover: Vec<u8>) -> Self {
+        match v2 {
+            Some(opener) => Self::v2(io, opener, leftover),
+            None => Self::new(io, key, leftover),
+        }
+    }
+
+    fn with_opener(io: R, opener: Opener, wire: Wire, leftover: Vec<u8>) -> Self {
+        ControlReader {
             io,
-            decrypt: DecryptStream::new(key),
+            opener,
+            wire,
             plain: Vec::new(),
             start: 0,
             raw: leftover,
-        };
-        me.absorb_raw();
-        me
+        }
     }
 
-    fn absorb_raw(&mut self) {
+    fn absorb_raw(&mut self) -> Result<(), ConnError> {
         if self.raw.is_empty() {
-            return;
+            return Ok(());
         }
-        let range = self.decrypt.decrypt(&mut self.raw);
-        self.plain.extend_from_slice(&self.raw[range]);
+        match &mut self.opener {
+            Opener::Cfb(decrypt) => {
+                let range = decrypt.decrypt(&mut self.raw);
+                self.plain.extend_from_slice(&self.raw[range]);
+            }
+            Opener::Aead(opener) => opener
+                .open(&self.raw, &mut self.plain)
+                .map_err(|e| ConnError::Other(format!("v2 control stream: {e}")))?,
+        }
         self.raw.clear();
+        Ok(())
     }
 
     pub async fn read_msg(&mut self) -> Result<Message, ConnError> {
         loop {
-            if let Some((msg, used)) = decode_frame(&self.plain[self.start..])? {
+            self.absorb_raw()?;
+            if let Some((msg, used)) = self.wire.decode(&self.plain[self.start..])? {
                 self.start += used;
                 if self.start == self.plain.len() {
                     self.plain.clear();
@@ -57,14 +90,19 @@ impl<R: AsyncRead + Unpin> ControlReader<R> {
             if n == 0 {
                 return Err(ConnError::Eof("the next control message"));
             }
-            self.absorb_raw();
         }
     }
 }
 
+enum Sealer {
+    Cfb(EncryptStream),
+    /// With a scratch buffer for the plaintext frame.
+    Aead(AeadSealer, Vec<u8>),
+}
+
 pub struct ControlWriter<W> {
     io: W,
-    encrypt: EncryptStream,
+    sealer: Sealer,
     out: Vec<u8>,
 }
 
@@ -72,23 +110,54 @@ impl<W: AsyncWrite + Unpin> ControlWriter<W> {
     pub fn new(io: W, key: &CipherKey) -> Self {
         ControlWriter {
             io,
-            encrypt: EncryptStream::new(key),
+            sealer: Sealer::Cfb(EncryptStream::new(key)),
             out: Vec::with_capacity(512),
         }
     }
 
-    /// Encrypts and writes one frame; the IV goes out in front of the first one.
+    /// Wire protocol v2: v2 frames sealed into our AEAD stream.
+    pub fn v2(io: W, sealer: AeadSealer) -> Self {
+        ControlWriter {
+            io,
+            sealer: Sealer::Aead(sealer, Vec::with_capacity(512)),
+            out: Vec::with_capacity(512),
+        }
+    }
+
+    /// v2 when the login negotiated it (`Some`), else v1 with `key`.
+    pub fn v1_or_v2(io: W, key: &CipherKey, v2: Option<AeadSealer>) -> Self {
+        match v2 {
+            Some(sealer) => Self::v2(io, sealer),
+            None => Self::new(io, key),
+        }
+    }
+
+    /// Encrypts and writes one frame; the IV (or stream nonce) goes out in front of
+    /// the first one.
     pub async fn write_msg(&mut self, msg: &Message) -> Result<(), ConnError> {
         self.out.clear();
-        self.out.extend_from_slice(&[0u8; 16]);
-        encode_frame(msg, &mut self.out);
-        let iv = self.encrypt.encrypt(&mut self.out[16..]);
-        let from = match iv {
-            Some(iv) => {
-                self.out[..16].copy_from_slice(&iv);
+        let from = match &mut self.sealer {
+            Sealer::Aead(sealer, plain) => {
+                // Go writes a v2 frame's header and payload separately (two AEAD
+                // frames); one AEAD frame carries the same bytes to the reader.
+                plain.clear();
+                Wire::V2.encode(msg, plain)?;
+                sealer
+                    .seal(plain, &mut self.out)
+                    .map_err(|e| ConnError::Other(format!("v2 control stream: {e}")))?;
                 0
             }
-            None => 16,
+            Sealer::Cfb(encrypt) => {
+                self.out.extend_from_slice(&[0u8; 16]);
+                encode_frame(msg, &mut self.out);
+                match encrypt.encrypt(&mut self.out[16..]) {
+                    Some(iv) => {
+                        self.out[..16].copy_from_slice(&iv);
+                        0
+                    }
+                    None => 16,
+                }
+            }
         };
         self.io.write_all(&self.out[from..]).await?;
         self.io.flush().await?;

@@ -20,6 +20,9 @@ pub enum ConnError {
     Rejected(String),
     #[error("{0}")]
     Other(String),
+    /// Refused by a connection limit (already logged, throttled, where it was hit).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl ConnError {
@@ -33,6 +36,7 @@ impl ConnError {
             ConnError::Unexpected { .. } => "unexpected",
             ConnError::Rejected(_) => "rejected",
             ConnError::Other(_) => "other",
+            ConnError::Limit(_) => "limit",
         }
     }
 }

@@ -7,7 +7,7 @@
 //! (backpressure). As in frp's `libio.Join`, when either direction ends both legs are
 //! closed (after flushing what that direction already read).
 
-use super::Io;
+use super::{pool, Io};
 use crate::codec::{CipherKey, DecryptStream, EncryptStream, SnappyDecoder, SnappyEncoder};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use std::future::Future;
@@ -95,6 +95,8 @@ struct Direction {
     pending: Pending,
     /// Bytes already in `buf[..n]` that were read before the relay started.
     preread: usize,
+    /// Read size this direction has grown to (FIRST_BUF .. MAX_BUF).
+    want: usize,
     eof: bool,
     moved: u64,
 }
@@ -109,9 +111,16 @@ impl Direction {
             out: Vec::new(),
             pending: Pending::None,
             preread: n,
+            want: FIRST_BUF,
             eof: false,
             moved: 0,
         }
+    }
+
+    fn release_buffers(&mut self) {
+        pool::release_if_large(&mut self.buf);
+        pool::release_if_large(&mut self.mid);
+        pool::release_if_large(&mut self.out);
     }
 
     /// Applies the transform to `buf[..n]` and records where the output is.
@@ -125,6 +134,9 @@ impl Direction {
         };
         let mut at = match &mut t.decompress {
             Some(snappy) => {
+                if self.mid.capacity() < MAX_BUF {
+                    self.mid = pool::take(MAX_BUF);
+                }
                 self.mid.clear();
                 snappy
                     .decode(&self.buf[range], &mut self.mid)
@@ -135,6 +147,11 @@ impl Direction {
         };
         // Outgoing leg: compress into `out` (16 bytes reserved in front for an IV).
         if let Some(snappy) = &mut t.compress {
+            // Worst case snappy output for n bytes, plus chunk headers and the IV room.
+            let room = 16 + n + n / 6 + 64;
+            if self.out.capacity() < room {
+                pool::give(std::mem::replace(&mut self.out, pool::take(room.max(MAX_BUF))));
+            }
             self.out.clear();
             self.out.extend_from_slice(&[0u8; 16]);
             let app = match at {
@@ -222,13 +239,20 @@ impl Direction {
             if self.eof {
                 return Pin::new(&mut *dst).poll_flush(cx);
             }
-            if self.buf.len() < FIRST_BUF {
-                self.buf.resize(FIRST_BUF, 0);
+            if self.buf.len() < self.want {
+                // Take a pooled buffer of the size this direction has grown to.
+                let mut b = pool::take(self.want);
+                if b.len() < self.want {
+                    b.resize(self.want, 0);
+                }
+                pool::give(std::mem::replace(&mut self.buf, b));
             }
             let n = match Pin::new(&mut *src).poll_read(cx, &mut self.buf) {
                 Poll::Ready(r) => r?,
                 Poll::Pending => {
-                    // Nothing to write: make sure what we wrote is on its way.
+                    // Idle: hand large buffers back to the shard's pool, and make sure
+                    // what we wrote is on its way.
+                    self.release_buffers();
                     let _ = Pin::new(&mut *dst).poll_flush(cx)?;
                     return Poll::Pending;
                 }
@@ -238,9 +262,9 @@ impl Direction {
                 continue;
             }
             self.transform(n)?;
-            if n == self.buf.len() && self.buf.len() < MAX_BUF {
-                let grown = (self.buf.len() * 4).min(MAX_BUF);
-                self.buf.resize(grown, 0);
+            if n == self.buf.len() && self.want < MAX_BUF {
+                // Reads fill the buffer: this direction is busy, use bigger reads.
+                self.want = (self.want * 4).min(MAX_BUF);
             }
         }
         // Budget spent with work left: yield to the shard's other tasks, come back soon.

@@ -6,11 +6,14 @@ mod control;
 mod error;
 mod frames;
 mod join;
+mod wire;
+pub mod pool;
 
 pub use control::{ControlReader, ControlWriter};
 pub use error::ConnError;
 pub use frames::{read_msg_timeout, write_msg, FrameReader};
 pub use join::{join, JoinStats, Transform};
+pub use wire::{answer_client_hello, ClientHandshake, V2Crypto, Wire};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 

@@ -7,7 +7,7 @@ use super::state::{unix_now, Shared};
 use super::transport::{dial_frps, DialConfig};
 use crate::codec::CipherKey;
 use crate::conn::{
-    read_msg_timeout, write_msg, ConnError, ControlReader, ControlWriter, FrameReader, Io,
+    with_timeout, write_msg, ConnError, ControlReader, ControlWriter, FrameReader, Io,
 };
 use crate::mux::{Mode, Session};
 use crate::proto::{auth_key, CloseProxy, Login, Message, NewProxy, Ping};
@@ -85,19 +85,54 @@ struct Controlled {
 
 async fn login(shared: &Shared, dial: &DialConfig, run_id: &str) -> Result<Controlled, ConnError> {
     let io = dial_frps(dial).await?;
-    let (mut io, session): (Box<dyn Io>, _) = if dial.tcp_mux {
+    let (io, session): (Box<dyn Io>, _) = if dial.tcp_mux {
         let s = Session::new(io, Mode::Client, dial.mux.clone());
-        let stream = s
-            .open()
-            .await
-            .map_err(|e| ConnError::Other(format!("open control stream: {e}")))?;
-        (Box::new(stream), Some(s))
+        let opened = with_timeout(LOGIN_RESP_TIMEOUT, "the control stream to open", async {
+            s.open()
+                .await
+                .map_err(|e| ConnError::Other(format!("open control stream: {e}")))
+        })
+        .await;
+        match opened {
+            Ok(stream) => (Box::new(stream), Some(s)),
+            Err(e) => {
+                s.close();
+                return Err(e);
+            }
+        }
     } else {
         (io, None)
     };
-    write_msg(&mut io, &Message::Login(login_msg(shared, run_id))).await?;
+    match login_exchange(shared, run_id, io).await {
+        Ok((io, leftover, run_id)) => Ok(Controlled {
+            io,
+            leftover,
+            session,
+            run_id,
+        }),
+        Err(e) => {
+            // Sessions are not closed by dropping their handles: close it on every failure.
+            if let Some(s) = &session {
+                s.close();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Login, then LoginResp within frp's 10 s; the write is inside the deadline too, so a
+/// server that accepts and never reads cannot hold the login.
+async fn login_exchange(
+    shared: &Shared,
+    run_id: &str,
+    mut io: Box<dyn Io>,
+) -> Result<(Box<dyn Io>, Vec<u8>, String), ConnError> {
     let mut reader = FrameReader::new();
-    let resp = read_msg_timeout(&mut reader, &mut io, LOGIN_RESP_TIMEOUT, "LoginResp").await?;
+    let resp = with_timeout(LOGIN_RESP_TIMEOUT, "LoginResp", async {
+        write_msg(&mut io, &Message::Login(login_msg(shared, run_id))).await?;
+        reader.read_msg(&mut io, "LoginResp").await
+    })
+    .await?;
     let resp = match resp {
         Message::LoginResp(r) => r,
         other => {
@@ -108,17 +143,9 @@ async fn login(shared: &Shared, dial: &DialConfig, run_id: &str) -> Result<Contr
         }
     };
     if !resp.error.is_empty() {
-        if let Some(s) = &session {
-            s.close();
-        }
         return Err(ConnError::Rejected(resp.error));
     }
-    Ok(Controlled {
-        io,
-        leftover: reader.take_leftover(),
-        session,
-        run_id: resp.run_id,
-    })
+    Ok((io, reader.take_leftover(), resp.run_id))
 }
 
 /// How the first login went, for `loginFailExit`.

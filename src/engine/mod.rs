@@ -2,6 +2,7 @@
 //! each core (see ../shared/design.md).
 
 mod control;
+pub mod limits;
 mod shard;
 pub mod state;
 pub mod transport;
@@ -96,6 +97,44 @@ impl EngineHandle {
         self.shutdown();
     }
 
+    /// Graceful stop (SIGINT/SIGTERM): close the visitor listeners, close the control
+    /// (CloseProxy for each proxy, so frps sends no new work), let open relays finish for
+    /// up to `drain`, then stop like [`EngineHandle::stop`]. Returns how many relays were
+    /// still open at the deadline (and were cut).
+    pub fn stop_draining(mut self, drain: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + drain;
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let mut acks = Vec::new();
+        for tx in &self.shard_txs {
+            let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+            if tx.try_send(ShardCmd::StopAccepting(ack_tx)).is_ok() {
+                acks.push(ack_rx);
+            }
+        }
+        for ack in acks {
+            let _ = ack.recv_timeout(Duration::from_secs(1));
+        }
+        // The control loop sends CloseProxy and closes when its stop channel closes.
+        self.stop_tx.take();
+        let open = || state::EngineStats::get(&self.shared.stats.active);
+        log::info!(
+            "stopped accepting; draining {} open connection(s) for up to {:.1}s",
+            open(),
+            drain.as_secs_f64()
+        );
+        while open() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = open();
+        if left > 0 {
+            log::warn!("drain deadline reached: closing {left} open connection(s)");
+        } else {
+            log::info!("all connections drained");
+        }
+        self.shutdown();
+        left
+    }
+
     fn shutdown(&mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
         self.stop_tx.take();
@@ -126,18 +165,42 @@ fn executor_error(e: glommio::GlommioError<()>) -> EngineError {
     }
 }
 
+/// Engine settings that are not in frpc's config (command-line flags).
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Data shards (`--cores`); `None`: every available CPU.
+    pub cores: Option<usize>,
+    /// Cap on live yamux streams per shard session (`--max-streams-per-session`);
+    /// `None`: [`crate::mux::MuxConfig`]'s default.
+    pub max_streams_per_session: Option<usize>,
+}
+
 /// Starts the control executor and the shards; returns after the first login (or its
 /// failure when `loginFailExit` is on; otherwise the engine keeps retrying in the
 /// background and this returns once it is started).
 pub fn start(cfg: ClientConfig, cores: Option<usize>) -> Result<EngineHandle, EngineError> {
-    let cpus = plan_cores(cores);
-    let dial = transport::DialConfig::from_config(&cfg).map_err(EngineError::Start)?;
+    start_with(
+        cfg,
+        EngineOptions {
+            cores,
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// [`start`] with every option.
+pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle, EngineError> {
+    let cpus = plan_cores(opts.cores);
+    let mut dial = transport::DialConfig::from_config(&cfg).map_err(EngineError::Start)?;
+    if let Some(max) = opts.max_streams_per_session {
+        dial.mux.max_streams = max.max(1);
+    }
     if let Some(tls) = &dial.tls {
         if !tls.verifies_server {
             log::warn!("TLS to frps is on but the server certificate is NOT verified (as frpc without transport.tls.trustedCaFile): set transport.tls.trustedCaFile to verify it");
         }
     }
-    let shared = Arc::new(Shared::new(cfg));
+    let shared = Arc::new(Shared::new(cfg, cpus.len()));
     let mut threads = Vec::new();
     let mut shard_txs = Vec::new();
     for (i, &cpu) in cpus.iter().enumerate() {

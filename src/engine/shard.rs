@@ -5,11 +5,14 @@
 
 use super::state::{unix_now, EngineStats, Shared, VisitorRuntime};
 use super::transport::{dial_tcp, DialConfig, Link};
-use crate::conn::{join, read_msg_timeout, write_msg, ConnError, FrameReader, Transform};
+use crate::conn::{
+    join, read_msg_timeout, with_timeout, write_msg, ConnError, FrameReader, Transform,
+};
+use crate::metrics::Role;
 use crate::proto::{auth_key, Message, NewVisitorConn, NewWorkConn};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Decisions the control executor sends to a shard.
 #[derive(Debug)]
@@ -19,10 +22,14 @@ pub enum ShardCmd {
     /// The control logged in again: frps may be a new process (or the old session may be
     /// black-holed), so new connections use a freshly dialled session.
     RetireLink,
+    /// Graceful stop: close the visitor listeners (relays carry on); acknowledged.
+    StopAccepting(std::sync::mpsc::Sender<()>),
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (EMFILE/ENFILE) instead of a busy loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a new user connection waits for a login while frps is unreachable.
 const WAIT_FOR_LOGIN: Duration = Duration::from_secs(10);
 
@@ -48,9 +55,13 @@ pub async fn shard_main(
     while let Ok(cmd) = cmds.recv().await {
         match cmd {
             ShardCmd::WorkConn => {
-                glommio::spawn_local(work_conn(shared.clone(), link.clone())).detach();
+                glommio::spawn_local(work_conn(index, shared.clone(), link.clone())).detach();
             }
             ShardCmd::RetireLink => link.retire(),
+            ShardCmd::StopAccepting(ack) => {
+                listeners.clear(); // Dropping a task cancels it and closes its socket.
+                let _ = ack.send(());
+            }
         }
     }
     drop(listeners);
@@ -59,14 +70,30 @@ pub async fn shard_main(
 
 /// Server role: open a work stream, announce it, wait for StartWorkConn, dial the local
 /// service and relay.
-async fn work_conn(shared: Arc<Shared>, link: Rc<Link>) {
-    if let Err(e) = try_work_conn(&shared, &link).await {
+async fn work_conn(shard: usize, shared: Arc<Shared>, link: Rc<Link>) {
+    // Set once StartWorkConn names the proxy, so later errors count against it.
+    let mut proxy_index = None;
+    if let Err(e) = try_work_conn(shard, &shared, &link, &mut proxy_index).await {
         EngineStats::add(&shared.stats.work_errors, 1);
-        log::warn!("{e}");
+        if let Some(pi) = proxy_index {
+            shared
+                .metrics
+                .shard(shard)
+                .conn(Role::Proxy, pi)
+                .error(e.kind());
+        }
+        if !matches!(e, ConnError::Limit(_)) {
+            log::warn!("{e}");
+        }
     }
 }
 
-async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
+async fn try_work_conn(
+    shard: usize,
+    shared: &Shared,
+    link: &Link,
+    proxy_index: &mut Option<usize>,
+) -> Result<(), ConnError> {
     let run_id = shared.run_id();
     if run_id.is_empty() {
         return Ok(()); // Logged out since frps asked; the next login asks again.
@@ -83,9 +110,13 @@ async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
         hello.timestamp = unix_now();
         hello.privilege_key = auth_key(&shared.cfg.auth.token, hello.timestamp);
     }
-    write_msg(&mut io, &Message::NewWorkConn(hello))
-        .await
-        .map_err(|e| ConnError::Other(format!("work connection write to server error: {e}")))?;
+    with_timeout(
+        HANDSHAKE_TIMEOUT,
+        "NewWorkConn to be sent",
+        write_msg(&mut io, &Message::NewWorkConn(hello)),
+    )
+    .await
+    .map_err(|e| ConnError::Other(format!("work connection write to server error: {e}")))?;
     // An idle pooled work connection waits as long as frps wants (no deadline, as frpc).
     let mut reader = FrameReader::new();
     let start = match reader.read_msg(&mut io, "StartWorkConn").await {
@@ -112,6 +143,14 @@ async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
         )));
     };
     let name = &proxy.cfg.name;
+    *proxy_index = Some(proxy.index);
+    let started = Instant::now();
+    let _slot = proxy.limit.try_acquire().map_err(|max| {
+        if let Some(n) = proxy.limit.note_refusal() {
+            log::warn!("[{name}] connection limit reached ({max} open, transport.maxConnections / --max-conns-per-proxy): closed {n} work connection(s) since the last report");
+        }
+        ConnError::Limit(format!("[{name}] connection limit {max} reached"))
+    })?;
     let local_addr = format!("{}:{}", proxy.cfg.local_ip, proxy.cfg.local_port);
     let local = dial_tcp(&local_addr, LOCAL_DIAL_TIMEOUT, None)
         .await
@@ -122,6 +161,9 @@ async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
         })?;
     EngineStats::add(&shared.stats.work_conns, 1);
     EngineStats::add(&shared.stats.active, 1);
+    let metrics = shared.metrics.shard(shard);
+    metrics.conn(Role::Proxy, proxy.index).handshake(started.elapsed());
+    metrics.opened(Role::Proxy, proxy.index);
     let key = proxy.key.as_ref();
     let (c, e) = (proxy.cfg.use_compression, key);
     let stats = join(
@@ -136,6 +178,7 @@ async fn try_work_conn(shared: &Shared, link: &Link) -> Result<(), ConnError> {
     EngineStats::sub(&shared.stats.active, 1);
     EngineStats::add(&shared.stats.bytes_in, stats.a_to_b);
     EngineStats::add(&shared.stats.bytes_out, stats.b_to_a);
+    metrics.closed(Role::Proxy, proxy.index, stats.b_to_a, stats.a_to_b);
     if let Some(err) = stats.error {
         log::debug!("[{name}] work connection ended: {err}");
     }
@@ -168,21 +211,43 @@ async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc
             v.cfg.name
         );
     }
+    // Accept errors in a row; logged once per burst, not once per error.
+    let mut failing = 0u64;
     loop {
         match listener.accept().await {
             Ok(user) => {
-                glommio::spawn_local(visitor_conn(shared.clone(), vi, link.clone(), user)).detach();
+                if failing > 0 {
+                    log::info!(
+                        "[{}] accepting again after {failing} accept error(s)",
+                        v.cfg.name
+                    );
+                    failing = 0;
+                }
+                glommio::spawn_local(visitor_conn(shard, shared.clone(), vi, link.clone(), user))
+                    .detach();
             }
             Err(e) => {
-                // EMFILE/ENFILE: back off rather than spin.
-                log::warn!("[{}] accept error: {e}", v.cfg.name);
-                glommio::timer::sleep(Duration::from_millis(100)).await;
+                // EMFILE/ENFILE: back off rather than spin; the user waits in the backlog.
+                if failing == 0 {
+                    log::warn!(
+                        "[{}] accept error: {e}; retrying every {ACCEPT_BACKOFF:?} (further errors are counted, not logged)",
+                        v.cfg.name
+                    );
+                }
+                failing += 1;
+                shared
+                    .metrics
+                    .shard(shard)
+                    .conn(Role::Visitor, vi)
+                    .error("accept");
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
 }
 
 async fn visitor_conn(
+    shard: usize,
     shared: Arc<Shared>,
     vi: usize,
     link: Rc<Link>,
@@ -191,19 +256,35 @@ async fn visitor_conn(
     let v = &shared.visitors[vi];
     let _ = user.set_nodelay(true);
     EngineStats::add(&shared.stats.visitor_conns, 1);
-    if let Err(e) = try_visitor_conn(&shared, v, &link, user).await {
+    if let Err(e) = try_visitor_conn(shard, vi, &shared, v, &link, user).await {
         EngineStats::add(&shared.stats.visitor_errors, 1);
         shared.record_error(&v.cfg.name, &e.to_string());
-        log::warn!("[{}] {e}", v.cfg.name);
+        shared
+            .metrics
+            .shard(shard)
+            .conn(Role::Visitor, vi)
+            .error(e.kind());
+        if !matches!(e, ConnError::Limit(_)) {
+            log::warn!("[{}] {e}", v.cfg.name);
+        }
     }
 }
 
 async fn try_visitor_conn(
+    shard: usize,
+    vi: usize,
     shared: &Shared,
     v: &VisitorRuntime,
     link: &Link,
     user: glommio::net::TcpStream,
 ) -> Result<(), ConnError> {
+    let accepted = Instant::now();
+    let _slot = v.limit.try_acquire().map_err(|max| {
+        if let Some(n) = v.limit.note_refusal() {
+            log::warn!("[{}] connection limit reached ({max} open, transport.maxConnections / --max-conns-per-visitor): closed {n} user connection(s) since the last report", v.cfg.name);
+        }
+        ConnError::Limit(format!("connection limit {max} reached"))
+    })?;
     let run_id = shared.wait_run_id(WAIT_FOR_LOGIN).await.ok_or_else(|| {
         ConnError::Other("not logged in to the server, closing user connection".into())
     })?;
@@ -220,9 +301,13 @@ async fn try_visitor_conn(
         use_encryption: v.cfg.use_encryption,
         use_compression: v.cfg.use_compression,
     };
-    write_msg(&mut io, &Message::NewVisitorConn(hello))
-        .await
-        .map_err(|e| ConnError::Other(format!("send newVisitorConnMsg to server error: {e}")))?;
+    with_timeout(
+        HANDSHAKE_TIMEOUT,
+        "NewVisitorConn to be sent",
+        write_msg(&mut io, &Message::NewVisitorConn(hello)),
+    )
+    .await
+    .map_err(|e| ConnError::Other(format!("send newVisitorConnMsg to server error: {e}")))?;
     let mut reader = FrameReader::new();
     let resp = read_msg_timeout(
         &mut reader,
@@ -248,6 +333,9 @@ async fn try_visitor_conn(
         }
     }
     EngineStats::add(&shared.stats.active, 1);
+    let metrics = shared.metrics.shard(shard);
+    metrics.conn(Role::Visitor, vi).handshake(accepted.elapsed());
+    metrics.opened(Role::Visitor, vi);
     let key = v.key.as_ref();
     let c = v.cfg.use_compression;
     let stats = join(
@@ -262,6 +350,7 @@ async fn try_visitor_conn(
     EngineStats::sub(&shared.stats.active, 1);
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
+    metrics.closed(Role::Visitor, vi, stats.a_to_b, stats.b_to_a);
     if let Some(err) = stats.error {
         log::debug!("[{}] visitor connection ended: {err}", v.cfg.name);
     }

@@ -3,7 +3,9 @@
 //! ever goes through here.
 
 use crate::codec::CipherKey;
+use super::limits::ConnLimit;
 use crate::config::{ClientConfig, StcpProxyConfig, StcpVisitorConfig};
+use crate::metrics::{Metrics, SessionState};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -16,6 +18,10 @@ pub struct ProxyRuntime {
     pub wire_name: String,
     /// The work leg is encrypted with the token when useEncryption is on.
     pub key: Option<CipherKey>,
+    /// Position in the config (the metrics index).
+    pub index: usize,
+    /// `transport.maxConnections` / `--max-conns-per-proxy`.
+    pub limit: ConnLimit,
 }
 
 /// A configured stcp visitor with its derived key.
@@ -24,6 +30,8 @@ pub struct VisitorRuntime {
     /// The target proxy's wire name (`serverUser.serverName`, see frp's naming rules).
     pub target: String,
     pub key: Option<CipherKey>,
+    /// `transport.maxConnections` / `--max-conns-per-visitor`.
+    pub limit: ConnLimit,
 }
 
 /// Counters for logs, status and the bench.
@@ -62,6 +70,8 @@ pub struct Shared {
     /// Per proxy/visitor name: the last connection error (for status and tests).
     last_errors: Mutex<HashMap<String, String>>,
     pub stats: EngineStats,
+    /// Per-shard counters for `--metrics-addr`.
+    pub metrics: Metrics,
     pub stopping: AtomicBool,
 }
 
@@ -77,12 +87,14 @@ pub fn target_proxy_name(user: &str, server_user: &str, server_name: &str) -> St
 }
 
 impl Shared {
-    pub fn new(cfg: ClientConfig) -> Shared {
+    /// `shards`: how many data shards will count into [`Shared::metrics`].
+    pub fn new(cfg: ClientConfig, shards: usize) -> Shared {
         let token_key = CipherKey::derive(cfg.auth.token.as_bytes());
         let proxies = cfg
             .proxies
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 let wire_name = if cfg.user.is_empty() {
                     p.name.clone()
                 } else {
@@ -92,6 +104,8 @@ impl Shared {
                     cfg: p.clone(),
                     wire_name,
                     key: p.use_encryption.then(|| token_key.clone()),
+                    index,
+                    limit: ConnLimit::new(p.max_connections),
                 };
                 (p.name.clone(), rt)
             })
@@ -105,8 +119,14 @@ impl Shared {
                 key: v
                     .use_encryption
                     .then(|| CipherKey::derive(v.secret_key.as_bytes())),
+                limit: ConnLimit::new(v.max_connections),
             })
             .collect();
+        let metrics = Metrics::new(
+            cfg.proxies.iter().map(|p| p.name.clone()).collect(),
+            cfg.visitors.iter().map(|v| v.name.clone()).collect(),
+            shards,
+        );
         Shared {
             cfg,
             proxies,
@@ -115,6 +135,7 @@ impl Shared {
             proxy_status: Mutex::new(HashMap::new()),
             last_errors: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
+            metrics,
             stopping: AtomicBool::new(false),
         }
     }
@@ -170,6 +191,14 @@ impl Shared {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text for `GET /metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&SessionState {
+            logged_in: !self.run_id().is_empty(),
+            logins: EngineStats::get(&self.stats.logins),
+        })
     }
 }
 

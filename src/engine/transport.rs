@@ -3,14 +3,17 @@
 //! tcpMux) a fresh TCP connection per frp connection.
 
 use crate::config::ClientConfig;
-use crate::conn::{ConnError, Io};
-use crate::mux::{Mode, MuxConfig, Session};
+use crate::conn::{with_timeout, ConnError, Io};
+use crate::mux::{Mode, MuxConfig, MuxError, Session};
 use crate::tls::{client_tls, ClientTls, FRP_TLS_HEAD_BYTE};
 use futures_lite::AsyncWriteExt;
 use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long opening one yamux stream may wait for room (unacknowledged SYNs, full queue).
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to dial frps, resolved once from the config.
 #[derive(Clone)]
@@ -89,13 +92,17 @@ pub async fn dial_frps(cfg: &DialConfig) -> Result<Box<dyn Io>, ConnError> {
     let Some(tls) = &cfg.tls else {
         return Ok(Box::new(tcp));
     };
-    if tls.custom_first_byte {
-        tcp.write_all(&[FRP_TLS_HEAD_BYTE]).await?;
-    }
-    let conn = futures_rustls::TlsConnector::from(tls.config.clone())
-        .connect(tls.server_name.clone(), tcp)
-        .await
-        .map_err(|e| ConnError::Other(format!("TLS handshake with {}: {e}", cfg.server)))?;
+    // A server that accepts but never answers must not hold the dial forever.
+    let handshake = async {
+        if tls.custom_first_byte {
+            tcp.write_all(&[FRP_TLS_HEAD_BYTE]).await?;
+        }
+        futures_rustls::TlsConnector::from(tls.config.clone())
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ConnError::Other(format!("TLS handshake with {}: {e}", cfg.server)))
+    };
+    let conn = with_timeout(cfg.timeout, "the TLS handshake with frps", handshake).await?;
     Ok(Box::new(conn))
 }
 
@@ -105,6 +112,8 @@ pub struct Link {
     session: RefCell<Option<Session>>,
     /// Serialises session dials so a burst of connections makes one dial, not hundreds.
     dialing: glommio::sync::Semaphore,
+    /// Throttles the log line for refusals at `MuxConfig::max_streams`.
+    stream_limit_log: super::limits::ConnLimit,
 }
 
 impl Link {
@@ -113,6 +122,7 @@ impl Link {
             cfg,
             session: RefCell::new(None),
             dialing: glommio::sync::Semaphore::new(1),
+            stream_limit_log: super::limits::ConnLimit::new(None),
         }
     }
 
@@ -122,14 +132,26 @@ impl Link {
             return dial_frps(&self.cfg).await;
         }
         let session = self.session().await?;
-        match session.open().await {
-            Ok(s) => Ok(Box::new(s)),
-            Err(e) => {
-                // A dead session is replaced on the next open.
-                self.session.borrow_mut().take();
-                Err(ConnError::Other(format!("open yamux stream: {e}")))
-            }
+        // open() waits while frps leaves our SYNs unacknowledged (a black-holed peer).
+        let opened = with_timeout(STREAM_OPEN_TIMEOUT, "a yamux stream to frps", async {
+            session.open().await.map_err(|e| match e {
+                MuxError::TooManyStreams => {
+                    let max = self.cfg.mux.max_streams;
+                    if let Some(n) = self.stream_limit_log.note_refusal() {
+                        log::warn!("yamux stream limit ({max}, --max-streams-per-session) reached on a shard's session to frps: refused {n} connection(s) since the last report");
+                    }
+                    ConnError::Limit(format!("yamux stream limit {max} reached"))
+                }
+                e => ConnError::Other(format!("open yamux stream: {e}")),
+            })
+        })
+        .await;
+        if opened.is_err() && session.is_closed() {
+            // A dead session is replaced on the next open; a live one at its stream
+            // limit is kept (dropping its handle would leak it with its streams).
+            self.session.borrow_mut().take();
         }
+        Ok(Box::new(opened?))
     }
 
     async fn session(&self) -> Result<Session, ConnError> {

@@ -21,6 +21,9 @@ pub enum FrameError {
     TooLong(i64),
     #[error("invalid JSON body for {msg} frame: {reason}")]
     BadBody { msg: &'static str, reason: String },
+    /// A wire protocol v2 frame or hello that cannot be used.
+    #[error("{0}")]
+    V2(#[from] super::v2::V2Error),
 }
 
 /// Decodes the frame at the start of `buf`.

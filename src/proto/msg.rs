@@ -318,7 +318,7 @@ go_struct! {
 }
 
 /// `[]byte` in Go's JSON: standard base64 with padding.
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
