@@ -89,6 +89,10 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         engine.run_id, engine.cpus
     );
     let target: SocketAddr = format!("127.0.0.1:{vport}").parse().expect("valid");
+    // The visitor listener can be up before frps registered the proxy: wait for both.
+    if !engine.wait_proxies_answered(Duration::from_secs(10)) {
+        return Err("the embedded relay did not answer NewProxy within 10 s".into());
+    }
     wait_for_listener(target)?;
 
     let secs = Duration::from_secs(opts.seconds.max(1));

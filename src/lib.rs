@@ -22,4 +22,5 @@ pub mod mux;
 pub mod proto;
 pub mod relay;
 pub mod signals;
+pub mod sys;
 pub mod tls;

@@ -5,6 +5,8 @@ use stcp_engine::config::ClientConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod stcp_flags;
+
 #[derive(Parser)]
 #[command(
     name = "stcp-engine",
@@ -18,6 +20,24 @@ struct Cli {
     /// Number of data shards (one pinned executor per core; default: all cores).
     #[arg(long, global = true)]
     cores: Option<usize>,
+    /// On SIGINT/SIGTERM, seconds open connections get to finish before they are cut
+    /// (a second signal exits at once).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    drain_timeout: u64,
+    /// Cap on concurrent user connections of each visitor that sets no
+    /// transport.maxConnections (0: none).
+    #[arg(long, global = true, value_name = "N")]
+    max_conns_per_visitor: Option<u32>,
+    /// Cap on concurrent work connections of each proxy that sets no
+    /// transport.maxConnections (0: none).
+    #[arg(long, global = true, value_name = "N")]
+    max_conns_per_proxy: Option<u32>,
+    /// Cap on live yamux streams on each shard's session to frps.
+    #[arg(long, global = true, value_name = "N")]
+    max_streams_per_session: Option<usize>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -28,6 +48,9 @@ enum Cmd {
     Run,
     /// Check a config file, like `frpc verify`.
     Verify,
+    /// Run one stcp proxy (or, with `visitor`, one stcp visitor) from frpc's flags,
+    /// without a config file: `stcp-engine stcp -s HOST -t TOKEN -n NAME --sk K -l PORT`.
+    Stcp(stcp_flags::StcpArgs),
     /// Run the embedded frps-compatible relay (the STCP subset of frps).
     Relay(RelayArgs),
     /// Load generator: throughput, latency, connection rate, idle fan-out (any endpoint,
@@ -49,18 +72,18 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RelayArgs {
-    /// Address to listen on (frps bindAddr:bindPort).
-    #[arg(long, default_value = "0.0.0.0:7000")]
-    bind: std::net::SocketAddr,
-    /// frps auth.token.
-    #[arg(long, default_value = "")]
-    token: String,
+    /// Address to listen on (frps bindAddr:bindPort; default 0.0.0.0:7000). Overrides -c.
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// frps auth.token. Overrides -c.
+    #[arg(long)]
+    token: Option<String>,
     /// frps transport.tcpMux = false.
     #[arg(long)]
     no_tcp_mux: bool,
-    /// frps transport.maxPoolCount.
-    #[arg(long, default_value_t = 5)]
-    max_pool_count: u32,
+    /// frps transport.maxPoolCount (default 5). Overrides -c.
+    #[arg(long)]
+    max_pool_count: Option<u32>,
     /// Beyond frps (opt-in): reject visitor sign keys older than SECS or reused within it.
     #[arg(long, value_name = "SECS")]
     freshness_window: Option<u64>,
@@ -96,35 +119,119 @@ fn init_logs(level: &str, to: &str) -> Result<(), String> {
     stcp_engine::logging::init(lvl, to).map_err(|e| format!("cannot open log output {to:?}: {e}"))
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(mut cli: Cli) -> Result<(), String> {
+    // `stcp` builds the config from flags, then runs exactly like `-c FILE`.
+    let mut from_flags = None;
+    if let Some(Cmd::Stcp(args)) = &cli.cmd {
+        from_flags = Some(args.to_config()?);
+        cli.cmd = Some(Cmd::Run);
+    }
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Verify => {
             let cfg = load_config(&cli.config)?;
+            if let Some(w) = cli
+                .config
+                .as_ref()
+                .and_then(|p| stcp_engine::config::permission_warning(&cfg, p))
+            {
+                println!("WARNING: {w}");
+            }
             println!("{}", stcp_engine::config::verify_report(&cfg));
             Ok(())
         }
         Cmd::Run => {
-            let cfg = load_config(&cli.config)?;
+            let mut cfg = match from_flags.take() {
+                Some(cfg) => cfg,
+                None => load_config(&cli.config)?,
+            };
             init_logs(&cfg.log.level, &cfg.log.to)?;
             for w in cfg.warnings() {
                 log::warn!("{w}");
             }
+            if let Some(w) = cli
+                .config
+                .as_ref()
+                .and_then(|p| stcp_engine::config::permission_warning(&cfg, p))
+            {
+                log::warn!("{w}");
+            }
+            // Flags fill in the limits the config leaves unset.
+            for v in &mut cfg.visitors {
+                v.max_connections = v.max_connections.or(cli.max_conns_per_visitor);
+            }
+            for p in &mut cfg.proxies {
+                p.max_connections = p.max_connections.or(cli.max_conns_per_proxy);
+            }
             let signals = stcp_engine::signals::block_termination();
-            let engine = stcp_engine::engine::start(cfg, cli.cores).map_err(|e| e.to_string())?;
+            let opts = stcp_engine::engine::EngineOptions {
+                cores: cli.cores,
+                max_streams_per_session: cli.max_streams_per_session,
+            };
+            let engine = stcp_engine::engine::start_with(cfg, opts).map_err(|e| e.to_string())?;
+            let metrics = match cli.metrics_addr {
+                Some(addr) => {
+                    let shared = engine.shared().clone();
+                    let server =
+                        stcp_engine::metrics::http::serve(addr, move || shared.metrics_text())
+                            .map_err(|e| e.to_string())?;
+                    log::info!("metrics at http://{}/metrics", server.addr());
+                    Some(server)
+                }
+                None => None,
+            };
             let sig = signals.wait();
-            log::info!("received {sig}, stopping");
-            engine.stop();
+            log::info!(
+                "received {sig}, stopping gracefully (up to {}s; send it again to exit at once)",
+                cli.drain_timeout
+            );
+            // A second signal while draining ends the process without waiting.
+            std::thread::spawn(move || {
+                let sig = signals.wait();
+                log::warn!("received {sig} again, exiting now");
+                log::logger().flush();
+                std::process::exit(1);
+            });
+            let cut = engine.stop_draining(std::time::Duration::from_secs(cli.drain_timeout));
+            drop(metrics);
+            log::info!("stopped ({cut} connection(s) cut at the drain deadline)");
+            log::logger().flush();
             Ok(())
         }
+        Cmd::Stcp(_) => unreachable!("turned into Run above"),
         Cmd::Relay(a) => {
             init_logs(&a.log_level, "console")?;
-            let cfg = stcp_engine::relay::RelayConfig {
-                bind: a.bind,
-                token: a.token,
-                max_pool_count: a.max_pool_count,
-                freshness_window: a.freshness_window.map(std::time::Duration::from_secs),
-                ..stcp_engine::relay::RelayConfig::default().with_tcp_mux(!a.no_tcp_mux)
+            // `-c frps.toml` gives the base; flags override it.
+            let mut cfg = match &cli.config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let (cfg, ignored) =
+                        stcp_engine::relay::from_frps_toml(&text, &path.display().to_string())?;
+                    if !ignored.is_empty() {
+                        log::warn!("frps keys the relay does not implement were ignored: {}", ignored.join(", "));
+                    }
+                    cfg
+                }
+                None => stcp_engine::relay::RelayConfig {
+                    bind: "0.0.0.0:7000".parse().expect("static address"),
+                    ..Default::default()
+                },
             };
+            if a.no_tcp_mux {
+                cfg = cfg.with_tcp_mux(false);
+            }
+            if let Some(b) = a.bind {
+                cfg.bind = b;
+            }
+            if let Some(t) = a.token {
+                cfg.token = t;
+            }
+            if let Some(n) = a.max_pool_count {
+                cfg.max_pool_count = n;
+            }
+            if let Some(w) = a.freshness_window {
+                cfg.freshness_window = Some(std::time::Duration::from_secs(w));
+            }
             let signals = stcp_engine::signals::block_termination();
             let relay = stcp_engine::relay::start(cfg, None).map_err(|e| e.to_string())?;
             let sig = signals.wait();

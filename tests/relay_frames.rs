@@ -506,3 +506,51 @@ fn visitor_waits_user_conn_timeout_then_closes_without_work_conn() {
         "closed before userConnTimeout"
     );
 }
+
+#[test]
+fn heartbeat_timeout_closes_a_silent_control_but_not_a_pinging_one() {
+    let r = relay_with(|c| c.heartbeat_timeout = 2);
+    let mut silent = login(&r, "alice", 0);
+    let mut pinging = login(&r, "bob", 0);
+    let t = Instant::now();
+    let mut silent_closed = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        pinging.send(Message::Ping(Ping::default()));
+        assert!(matches!(pinging.recv(), Message::Pong(p) if p.error.is_empty()));
+        silent.c.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut b = [0u8; 64];
+        match silent.c.s.read(&mut b) {
+            Ok(0) => {
+                silent_closed = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                silent_closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(silent_closed, "a control without pings must be closed after heartbeatTimeout");
+    assert!(t.elapsed() >= Duration::from_millis(1500), "closed before the 2 s timeout");
+    // The pinging control is still alive.
+    pinging.send(Message::Ping(Ping::default()));
+    assert!(matches!(pinging.recv(), Message::Pong(_)));
+}
+
+#[test]
+fn heartbeat_scope_checks_ping_keys() {
+    let r = relay_with(|c| c.auth_heartbeats = true);
+    let mut ctl = login(&r, "alice", 0);
+    ctl.send(Message::Ping(Ping::default()));
+    match ctl.recv() {
+        Message::Pong(p) => assert_eq!(p.error, "token in heartbeat doesn't match token from configuration"),
+        other => panic!("got {}", other.name()),
+    }
+    let ts = now();
+    ctl.send(Message::Ping(Ping {
+        privilege_key: auth_key(TOKEN, ts),
+        timestamp: ts,
+    }));
+    assert!(matches!(ctl.recv(), Message::Pong(p) if p.error.is_empty()));
+}

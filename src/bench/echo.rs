@@ -39,8 +39,7 @@ impl Drop for ServiceHandle {
 pub fn start_service(kind: ServiceKind, bind: SocketAddr) -> std::io::Result<ServiceHandle> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-    let thread = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("bench-service")
+    let thread = crate::sys::executor(glommio::Placement::Unbound, "bench-service")
         .spawn(move || async move {
             let listener = match glommio::net::TcpListener::bind(bind) {
                 Ok(l) => l,

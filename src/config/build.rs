@@ -569,7 +569,12 @@ fn max_connections(cx: &Ctx, t: &mut Obj) -> Result<Option<u32>, ConfigError> {
         return Ok(None);
     };
     let v = int(cx, n)?;
-    let max: u32 = ranged(cx, Some(n), v, "maxConnections must be in the range 0..4294967295")?;
+    let max: u32 = ranged(
+        cx,
+        Some(n),
+        v,
+        "maxConnections must be in the range 0..4294967295",
+    )?;
     Ok((max > 0).then_some(max))
 }
 

@@ -437,6 +437,23 @@ impl ClientConfig {
     }
 }
 
+/// A warning when the config file holds secrets (auth.token, secret keys) and its mode
+/// lets the group or other users read it (`mode & 0o044`); `None` otherwise.
+pub fn permission_warning(cfg: &ClientConfig, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let has_secrets = !cfg.auth.token.is_empty()
+        || cfg.proxies.iter().any(|p| !p.secret_key.is_empty())
+        || cfg.visitors.iter().any(|v| !v.secret_key.is_empty());
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (has_secrets && mode & 0o044 != 0).then(|| {
+        format!(
+            "config file {} is readable by other users (mode {mode:04o}) and holds auth.token or secret keys: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// What `stcp-engine verify -c FILE` prints on success: warnings, frpc's
 /// wording, then a summary. No trailing newline.
 pub fn verify_report(cfg: &ClientConfig) -> String {

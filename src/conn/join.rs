@@ -118,9 +118,9 @@ impl Direction {
     }
 
     fn release_buffers(&mut self) {
-        pool::release_if_large(&mut self.buf);
-        pool::release_if_large(&mut self.mid);
-        pool::release_if_large(&mut self.out);
+        pool::release(&mut self.buf);
+        pool::release(&mut self.mid);
+        pool::release(&mut self.out);
     }
 
     /// Applies the transform to `buf[..n]` and records where the output is.
@@ -250,7 +250,7 @@ impl Direction {
             let n = match Pin::new(&mut *src).poll_read(cx, &mut self.buf) {
                 Poll::Ready(r) => r?,
                 Poll::Pending => {
-                    // Idle: hand large buffers back to the shard's pool, and make sure
+                    // Idle: hand the buffers back to the shard's pool, and make sure
                     // what we wrote is on its way.
                     self.release_buffers();
                     let _ = Pin::new(&mut *dst).poll_flush(cx)?;

@@ -5,8 +5,8 @@
 
 use std::cell::RefCell;
 
-/// Buffers larger than this go back to the pool when a direction goes idle.
-pub const KEEP_WHEN_IDLE: usize = 4 * 1024;
+/// Buffers smaller than this are not worth caching (they are simply freed).
+const MIN_CACHED: usize = 1024;
 /// At most this many buffers are cached per thread (64 KiB each: 16 MiB).
 const MAX_CACHED: usize = 256;
 
@@ -25,9 +25,9 @@ pub fn take(cap: usize) -> Vec<u8> {
     reused.unwrap_or_else(|| Vec::with_capacity(cap))
 }
 
-/// Returns a buffer to this thread's pool (dropped if the pool is full or it is small).
+/// Returns a buffer to this thread's pool (dropped if the pool is full or it is tiny).
 pub fn give(buf: Vec<u8>) {
-    if buf.capacity() <= KEEP_WHEN_IDLE {
+    if buf.capacity() < MIN_CACHED {
         return;
     }
     POOL.with(|p| {
@@ -38,9 +38,10 @@ pub fn give(buf: Vec<u8>) {
     });
 }
 
-/// Gives `v` back if it is large, leaving an empty vector in its place.
-pub fn release_if_large(v: &mut Vec<u8>) {
-    if v.capacity() > KEEP_WHEN_IDLE {
+/// Gives `v` back, leaving an empty (unallocated) vector in its place: an idle
+/// connection then holds no relay buffer at all.
+pub fn release(v: &mut Vec<u8>) {
+    if v.capacity() > 0 {
         give(std::mem::take(v));
     }
 }

@@ -5,14 +5,14 @@
 //! control connection adds ClientHello/ServerHello and, after LoginResp, an AEAD
 //! stream instead of AES-128-CFB. Payload phases (work and visitor legs) are the same.
 
-use super::ConnError;
+use super::{ConnError, FrameReader};
 use crate::codec::aead::{control_keys, transcript_hash, AeadAlgorithm, AeadOpener, AeadSealer};
 use crate::proto::v2::{
     self, check_server_hello, hello_json, parse_hello, server_hello_error, server_hello_for,
     BootstrapInfo, ClientHello, ServerHello, V2Error,
 };
 use crate::proto::{decode_frame, encode_frame, FrameError, Message};
-use futures_lite::{AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Wire {
@@ -130,6 +130,20 @@ impl ClientHandshake {
             .map_err(FrameError::from)?;
         Wire::V2.encode(login, &mut out)?;
         Ok(out)
+    }
+
+    /// Sends [`Self::opening`] and checks the ServerHello; LoginResp follows on
+    /// `reader` (in v2 framing).
+    pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        reader: &mut FrameReader,
+        login: &Message,
+    ) -> Result<V2Crypto, ConnError> {
+        io.write_all(&self.opening(login)?).await?;
+        io.flush().await?;
+        let (frame_type, payload) = reader.read_v2_frame(io, "ServerHello").await?;
+        self.finish(frame_type, &payload)
     }
 
     /// Checks frps's ServerHello frame and derives the transcript.

@@ -7,7 +7,8 @@ use super::state::{unix_now, Shared};
 use super::transport::{dial_frps, DialConfig};
 use crate::codec::CipherKey;
 use crate::conn::{
-    with_timeout, write_msg, ConnError, ControlReader, ControlWriter, FrameReader, Io,
+    with_timeout, write_msg, ClientHandshake, ConnError, ControlReader, ControlWriter, FrameReader,
+    Io, V2Crypto, Wire,
 };
 use crate::mux::{Mode, Session};
 use crate::proto::{auth_key, CloseProxy, Login, Message, NewProxy, Ping};
@@ -81,6 +82,8 @@ struct Controlled {
     leftover: Vec<u8>,
     session: Option<Session>,
     run_id: String,
+    /// Wire protocol v2: what the hellos agreed (keys the control AEAD streams).
+    v2: Option<V2Crypto>,
 }
 
 async fn login(shared: &Shared, dial: &DialConfig, run_id: &str) -> Result<Controlled, ConnError> {
@@ -104,11 +107,12 @@ async fn login(shared: &Shared, dial: &DialConfig, run_id: &str) -> Result<Contr
         (io, None)
     };
     match login_exchange(shared, run_id, io).await {
-        Ok((io, leftover, run_id)) => Ok(Controlled {
+        Ok((io, leftover, run_id, v2)) => Ok(Controlled {
             io,
             leftover,
             session,
             run_id,
+            v2,
         }),
         Err(e) => {
             // Sessions are not closed by dropping their handles: close it on every failure.
@@ -126,11 +130,24 @@ async fn login_exchange(
     shared: &Shared,
     run_id: &str,
     mut io: Box<dyn Io>,
-) -> Result<(Box<dyn Io>, Vec<u8>, String), ConnError> {
-    let mut reader = FrameReader::new();
-    let resp = with_timeout(LOGIN_RESP_TIMEOUT, "LoginResp", async {
-        write_msg(&mut io, &Message::Login(login_msg(shared, run_id))).await?;
-        reader.read_msg(&mut io, "LoginResp").await
+) -> Result<(Box<dyn Io>, Vec<u8>, String, Option<V2Crypto>), ConnError> {
+    let t = &shared.cfg.transport;
+    let wire = Wire::from_config(&t.wire_protocol);
+    let mut reader = FrameReader::for_wire(wire);
+    let (resp, v2) = with_timeout(LOGIN_RESP_TIMEOUT, "LoginResp", async {
+        let login = Message::Login(login_msg(shared, run_id));
+        if wire == Wire::V1 {
+            write_msg(&mut io, &login).await?;
+            return Ok((reader.read_msg(&mut io, "LoginResp").await?, None));
+        }
+        // v2: magic, ClientHello and Login pipelined; ServerHello comes before LoginResp.
+        let hello = ClientHandshake::new(crate::proto::v2::BootstrapInfo {
+            transport: "tcp".into(), // the only transport.protocol we accept
+            tls: t.tls.enable,
+            tcp_mux: t.tcp_mux,
+        });
+        let crypto = hello.exchange(&mut io, &mut reader, &login).await?;
+        Ok((reader.read_msg(&mut io, "LoginResp").await?, Some(crypto)))
     })
     .await?;
     let resp = match resp {
@@ -145,7 +162,7 @@ async fn login_exchange(
     if !resp.error.is_empty() {
         return Err(ConnError::Rejected(resp.error));
     }
-    Ok((io, reader.take_leftover(), resp.run_id))
+    Ok((io, reader.take_leftover(), resp.run_id, v2))
 }
 
 /// How the first login went, for `loginFailExit`.
@@ -262,7 +279,14 @@ async fn run_control(
 ) -> String {
     let (r, w) = futures_lite::io::split(ctl.io);
     let (outbox, outbox_rx) = async_channel::unbounded::<Message>();
-    let mut writer = ControlWriter::new(w, token_key);
+    let (v2_sealer, v2_opener) = match &ctl.v2 {
+        Some(c) => {
+            let (sealer, opener) = c.client_streams(&shared.cfg.auth.token);
+            (Some(sealer), Some(opener))
+        }
+        None => (None, None),
+    };
+    let mut writer = ControlWriter::v1_or_v2(w, token_key, v2_sealer);
     let writer_task = glommio::spawn_local(async move {
         while let Ok(msg) = outbox_rx.recv().await {
             if let Err(e) = writer.write_msg(&msg).await {
@@ -295,7 +319,7 @@ async fn run_control(
         None
     };
 
-    let mut reader = ControlReader::new(r, token_key, ctl.leftover);
+    let mut reader = ControlReader::v1_or_v2(r, token_key, v2_opener, ctl.leftover);
     let mut next_shard = 0usize;
     let reason = loop {
         let next = futures_lite::future::or(

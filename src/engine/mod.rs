@@ -190,6 +190,7 @@ pub fn start(cfg: ClientConfig, cores: Option<usize>) -> Result<EngineHandle, En
 
 /// [`start`] with every option.
 pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle, EngineError> {
+    crate::sys::check_io_uring().map_err(EngineError::Start)?;
     let cpus = plan_cores(opts.cores);
     let mut dial = transport::DialConfig::from_config(&cfg).map_err(EngineError::Start)?;
     if let Some(max) = opts.max_streams_per_session {
@@ -208,8 +209,7 @@ pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle
         shard_txs.push(tx);
         let sh = shared.clone();
         let d = dial.clone();
-        let t = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
-            .name(&format!("shard-{i}"))
+        let t = crate::sys::executor(glommio::Placement::Fixed(cpu), &format!("shard-{i}"))
             .spawn(move || shard::shard_main(i, sh, d, rx))
             .map_err(executor_error)?;
         threads.push(t);
@@ -225,8 +225,7 @@ pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle
     let (first_tx, first_rx) = std::sync::mpsc::channel();
     let sh = shared.clone();
     let txs = shard_txs.clone();
-    let t = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("control")
+    let t = crate::sys::executor(glommio::Placement::Unbound, "control")
         .spawn(move || control::control_loop(sh, txs, dial, stop_rx, first_tx))
         .map_err(executor_error)?;
     threads.push(t);

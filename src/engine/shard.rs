@@ -5,9 +5,7 @@
 
 use super::state::{unix_now, EngineStats, Shared, VisitorRuntime};
 use super::transport::{dial_tcp, DialConfig, Link};
-use crate::conn::{
-    join, read_msg_timeout, with_timeout, write_msg, ConnError, FrameReader, Transform,
-};
+use crate::conn::{join, read_msg_timeout, with_timeout, ConnError, FrameReader, Transform, Wire};
 use crate::metrics::Role;
 use crate::proto::{auth_key, Message, NewVisitorConn, NewWorkConn};
 use std::rc::Rc;
@@ -28,6 +26,8 @@ pub enum ShardCmd {
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle pooled work connection checks that its control is still logged in.
+const CONTROL_CHECK: Duration = Duration::from_millis(500);
 /// Pause after a failed accept (EMFILE/ENFILE) instead of a busy loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a new user connection waits for a login while frps is unreachable.
@@ -82,8 +82,14 @@ async fn work_conn(shard: usize, shared: Arc<Shared>, link: Rc<Link>) {
                 .conn(Role::Proxy, pi)
                 .error(e.kind());
         }
-        if !matches!(e, ConnError::Limit(_)) {
-            log::warn!("{e}");
+        match &e {
+            ConnError::Limit(_) => {}
+            // frps asked for more work connections than its pool holds (it asks twice
+            // when its pool is empty); it drops the extra one. Benign, so not a warning.
+            ConnError::Rejected(r) if r.contains("work connection pool is full") => {
+                log::debug!("{e}")
+            }
+            _ => log::warn!("{e}"),
         }
     }
 }
@@ -102,6 +108,7 @@ async fn try_work_conn(
         .open()
         .await
         .map_err(|e| ConnError::Other(format!("start new connection to server error: {e}")))?;
+    let wire = Wire::from_config(&shared.cfg.transport.wire_protocol);
     let mut hello = NewWorkConn {
         run_id,
         ..Default::default()
@@ -113,13 +120,26 @@ async fn try_work_conn(
     with_timeout(
         HANDSHAKE_TIMEOUT,
         "NewWorkConn to be sent",
-        write_msg(&mut io, &Message::NewWorkConn(hello)),
+        wire.write_first_msg(&mut io, &Message::NewWorkConn(hello)),
     )
     .await
     .map_err(|e| ConnError::Other(format!("work connection write to server error: {e}")))?;
-    // An idle pooled work connection waits as long as frps wants (no deadline, as frpc).
-    let mut reader = FrameReader::new();
-    let start = match reader.read_msg(&mut io, "StartWorkConn").await {
+    // An idle pooled work connection waits as long as frps wants (no deadline, as frpc),
+    // but not past its control: frps drops the pool of a replaced control, and a
+    // black-holed one would otherwise keep this socket (or yamux session) forever.
+    let mut reader = FrameReader::for_wire(wire);
+    let login = EngineStats::get(&shared.stats.logins);
+    let control_gone = async {
+        while EngineStats::get(&shared.stats.logins) == login
+            && !shared.run_id().is_empty()
+            && !shared.is_stopping()
+        {
+            glommio::timer::sleep(CONTROL_CHECK).await;
+        }
+        Err(ConnError::Eof("StartWorkConn"))
+    };
+    let read = futures_lite::future::or(reader.read_msg(&mut io, "StartWorkConn"), control_gone);
+    let start = match read.await {
         Ok(Message::StartWorkConn(s)) => s,
         Ok(other) => {
             return Err(ConnError::Unexpected {
@@ -127,7 +147,13 @@ async fn try_work_conn(
                 got: other.name(),
             })
         }
-        Err(ConnError::Eof(_)) if shared.is_stopping() => return Ok(()),
+        Err(ConnError::Eof(_))
+            if shared.is_stopping()
+                || EngineStats::get(&shared.stats.logins) != login
+                || shared.run_id().is_empty() =>
+        {
+            return Ok(()) // Its control is gone; the next login asks for new ones.
+        }
         Err(e) => return Err(e),
     };
     if !start.error.is_empty() {
@@ -162,7 +188,9 @@ async fn try_work_conn(
     EngineStats::add(&shared.stats.work_conns, 1);
     EngineStats::add(&shared.stats.active, 1);
     let metrics = shared.metrics.shard(shard);
-    metrics.conn(Role::Proxy, proxy.index).handshake(started.elapsed());
+    metrics
+        .conn(Role::Proxy, proxy.index)
+        .handshake(started.elapsed());
     metrics.opened(Role::Proxy, proxy.index);
     let key = proxy.key.as_ref();
     let (c, e) = (proxy.cfg.use_compression, key);
@@ -292,6 +320,7 @@ async fn try_visitor_conn(
         .open()
         .await
         .map_err(|e| ConnError::Other(format!("connect to server error: {e}")))?;
+    let wire = Wire::from_config(&shared.cfg.transport.wire_protocol);
     let ts = unix_now();
     let hello = NewVisitorConn {
         run_id,
@@ -304,11 +333,11 @@ async fn try_visitor_conn(
     with_timeout(
         HANDSHAKE_TIMEOUT,
         "NewVisitorConn to be sent",
-        write_msg(&mut io, &Message::NewVisitorConn(hello)),
+        wire.write_first_msg(&mut io, &Message::NewVisitorConn(hello)),
     )
     .await
     .map_err(|e| ConnError::Other(format!("send newVisitorConnMsg to server error: {e}")))?;
-    let mut reader = FrameReader::new();
+    let mut reader = FrameReader::for_wire(wire);
     let resp = read_msg_timeout(
         &mut reader,
         &mut io,
@@ -334,7 +363,9 @@ async fn try_visitor_conn(
     }
     EngineStats::add(&shared.stats.active, 1);
     let metrics = shared.metrics.shard(shard);
-    metrics.conn(Role::Visitor, vi).handshake(accepted.elapsed());
+    metrics
+        .conn(Role::Visitor, vi)
+        .handshake(accepted.elapsed());
     metrics.opened(Role::Visitor, vi);
     let key = v.key.as_ref();
     let c = v.cfg.use_compression;

@@ -2,8 +2,8 @@
 //! connection and written only on login/logout, so plain locks are fine; no payload
 //! ever goes through here.
 
-use crate::codec::CipherKey;
 use super::limits::ConnLimit;
+use crate::codec::CipherKey;
 use crate::config::{ClientConfig, StcpProxyConfig, StcpVisitorConfig};
 use crate::metrics::{Metrics, SessionState};
 use std::collections::HashMap;

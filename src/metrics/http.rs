@@ -49,7 +49,10 @@ pub fn serve(
     render: impl Fn() -> String + Send + 'static,
 ) -> std::io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr} for metrics: {e}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for metrics: {e}"),
+        )
     })?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -94,7 +97,12 @@ fn answer(mut c: TcpStream, render: &impl Fn() -> String) -> std::io::Result<()>
         }
         req.extend_from_slice(&buf[..n]);
         if req.len() > MAX_REQUEST {
-            return respond(&mut c, "431 Request Header Fields Too Large", "text/plain", "");
+            return respond(
+                &mut c,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            );
         }
     }
     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
@@ -153,6 +161,9 @@ mod tests {
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         let addr = s.addr();
         drop(s);
-        assert!(TcpStream::connect(addr).is_err(), "port still open after drop");
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "port still open after drop"
+        );
     }
 }

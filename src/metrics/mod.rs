@@ -141,7 +141,10 @@ impl Metrics {
             .map(|_| ShardMetrics {
                 active: AtomicU64::new(0),
                 proxies: proxy_names.iter().map(|_| ConnMetrics::default()).collect(),
-                visitors: visitor_names.iter().map(|_| ConnMetrics::default()).collect(),
+                visitors: visitor_names
+                    .iter()
+                    .map(|_| ConnMetrics::default())
+                    .collect(),
             })
             .collect();
         Metrics {

@@ -5,13 +5,13 @@ use super::registry::{Control, Proxy, Registry, RelayStats, Shared, WorkConn};
 use super::{RelayConfig, FRPS_VERSION};
 use crate::codec::CipherKey;
 use crate::conn::{
-    join, read_msg_timeout, with_timeout, write_msg, ConnError, ControlReader, ControlWriter,
-    FrameReader, Io, Transform,
+    answer_client_hello, join, with_timeout, ConnError, ControlReader, ControlWriter, FrameReader,
+    Io, Transform, V2Crypto, Wire,
 };
 use crate::mux::{Mode, Session};
 use crate::proto::{
-    auth_key, constant_time_eq, LoginResp, Message, NewProxyResp, NewVisitorConnResp, Pong,
-    StartWorkConn,
+    auth_key, constant_time_eq, v2, FrameError, LoginResp, Message, NewProxyResp,
+    NewVisitorConnResp, Pong, StartWorkConn,
 };
 use futures_lite::AsyncWriteExt;
 use std::cell::{Cell, RefCell};
@@ -178,26 +178,61 @@ async fn handle_frp_conn(
     local: Option<SocketAddr>,
 ) {
     let mut reader = FrameReader::new();
-    let first = read_msg_timeout(
-        &mut reader,
-        &mut io,
+    let first = with_timeout(
         ctx.cfg.handshake_timeout,
         "the first message",
+        read_first_msg(&mut reader, &mut io),
     )
     .await;
+    let wire = reader.wire();
+    if wire == Wire::V2 {
+        RelayStats::inc(&ctx.stats.v2_conns);
+    }
     let leftover = reader.take_leftover();
     match first {
-        Ok(Message::Login(m)) => handle_login(ctx, io, leftover, m, peer).await,
-        Ok(Message::NewWorkConn(m)) => handle_work_conn(ctx, io, leftover, m).await,
-        Ok(Message::NewVisitorConn(m)) => {
-            handle_visitor_conn(ctx, io, leftover, m, peer, local).await
+        Ok((Message::Login(m), v2)) => handle_login(ctx, io, leftover, m, peer, wire, v2).await,
+        Ok((Message::NewWorkConn(m), _)) => handle_work_conn(ctx, io, leftover, m, wire).await,
+        Ok((Message::NewVisitorConn(m), _)) => {
+            handle_visitor_conn(ctx, io, leftover, m, peer, local, wire).await
         }
-        Ok(other) => log::warn!(
+        Ok((other, _)) => log::warn!(
             "connection from {peer:?}: unexpected first message {}, closing",
             other.name()
         ),
         Err(e) => log::debug!("connection from {peer:?} closed before its first message: {e}"),
     }
+}
+
+/// frps's `acceptConnection`: v1, or v2 after the magic (per connection). A v2
+/// ClientHello (control connections) is answered with a ServerHello before the first
+/// message is read; its agreement keys the control stream.
+async fn read_first_msg(
+    reader: &mut FrameReader,
+    io: &mut Box<dyn Io>,
+) -> Result<(Message, Option<V2Crypto>), ConnError> {
+    if reader.detect_wire(io, "the first message").await? == Wire::V1 {
+        return Ok((reader.read_msg(io, "the first message").await?, None));
+    }
+    let (frame_type, payload) = reader.read_v2_frame(io, "the first v2 frame").await?;
+    if frame_type != v2::FRAME_CLIENT_HELLO {
+        if frame_type != v2::FRAME_MESSAGE {
+            return Err(FrameError::from(v2::V2Error::UnexpectedFrame {
+                got: frame_type,
+                want: v2::FRAME_MESSAGE,
+            })
+            .into());
+        }
+        let msg = v2::decode_message_payload(&payload).map_err(FrameError::from)?;
+        return Ok((msg, None));
+    }
+    let (server_hello, agreed) = answer_client_hello(&payload);
+    io.write_all(&server_hello).await?;
+    io.flush().await?;
+    let crypto = agreed.map_err(FrameError::from)?;
+    Ok((
+        reader.read_msg(io, "the first v2 message").await?,
+        Some(crypto),
+    ))
 }
 
 fn new_run_id() -> String {
@@ -211,7 +246,25 @@ async fn handle_login(
     leftover: Vec<u8>,
     m: crate::proto::Login,
     peer: Option<SocketAddr>,
+    wire: Wire,
+    v2: Option<V2Crypto>,
 ) {
+    if wire == Wire::V2 && v2.is_none() {
+        // frps cannot key the control stream without the hellos.
+        let detail = "missing v2 crypto negotiation";
+        log::warn!(
+            "register control error: {detail} (user [{}], from {peer:?})",
+            m.user
+        );
+        let resp = LoginResp {
+            version: FRPS_VERSION.into(),
+            error: ctx.client_error("register control error", detail),
+            ..Default::default()
+        };
+        let _ = wire.write_msg(&mut io, &Message::LoginResp(resp)).await;
+        let _ = io.close().await;
+        return;
+    }
     let expected = auth_key(&ctx.cfg.token, m.timestamp);
     if !constant_time_eq(expected.as_bytes(), m.privilege_key.as_bytes()) {
         RelayStats::inc(&ctx.stats.login_failures);
@@ -225,7 +278,7 @@ async fn handle_login(
             error: ctx.client_error("register control error", detail),
             ..Default::default()
         };
-        let _ = write_msg(&mut io, &Message::LoginResp(resp)).await;
+        let _ = wire.write_msg(&mut io, &Message::LoginResp(resp)).await;
         let _ = io.close().await;
         return;
     }
@@ -252,7 +305,7 @@ async fn handle_login(
         run_id: run_id.clone(),
         ..Default::default()
     };
-    if let Err(e) = write_msg(&mut io, &Message::LoginResp(resp)).await {
+    if let Err(e) = wire.write_msg(&mut io, &Message::LoginResp(resp)).await {
         log::warn!("[{run_id}] write LoginResp failed: {e}");
         finish_control(&ctx, &ctl);
         ctl.done_tx.borrow_mut().take();
@@ -273,8 +326,15 @@ async fn handle_login(
     }
 
     let (r, w) = futures_lite::io::split(io);
+    let (v2_sealer, v2_opener) = match &v2 {
+        Some(c) => {
+            let (sealer, opener) = c.server_streams(&ctx.cfg.token);
+            (Some(sealer), Some(opener))
+        }
+        None => (None, None),
+    };
     let writer = glommio::spawn_local(control_writer(
-        ControlWriter::new(w, &ctx.token_key),
+        ControlWriter::v1_or_v2(w, &ctx.token_key, v2_sealer),
         outbox_rx,
     ));
     let last_ping = Rc::new(Cell::new(Instant::now()));
@@ -286,7 +346,7 @@ async fn handle_login(
         ))
         .detach();
     }
-    let mut reader = ControlReader::new(r, &ctx.token_key, leftover);
+    let mut reader = ControlReader::v1_or_v2(r, &ctx.token_key, v2_opener, leftover);
     loop {
         let next = futures_lite::future::or(async { Some(reader.read_msg().await) }, async {
             let _ = ctl.kill_rx.recv().await;
@@ -434,6 +494,7 @@ async fn handle_work_conn(
     mut io: Box<dyn Io>,
     leftover: Vec<u8>,
     m: crate::proto::NewWorkConn,
+    wire: Wire,
 ) {
     let ctl = ctx.reg.borrow().running_control(&m.run_id);
     let mut problem = None;
@@ -449,7 +510,7 @@ async fn handle_work_conn(
         Some(_) => {}
     }
     if let (None, Some(ctl)) = (&problem, &ctl) {
-        match ctl.work_tx.try_send(WorkConn { io, leftover }) {
+        match ctl.work_tx.try_send(WorkConn { io, leftover, wire }) {
             Ok(()) => {
                 RelayStats::inc(&ctx.stats.work_conns);
                 return;
@@ -461,12 +522,17 @@ async fn handle_work_conn(
         }
     }
     let detail = problem.unwrap_or_default();
-    log::warn!("invalid NewWorkConn: {detail}");
+    // frps logs a full pool at debug level: it is the normal surplus of its requests.
+    if detail.contains("pool is full") {
+        log::debug!("invalid NewWorkConn: {detail}");
+    } else {
+        log::warn!("invalid NewWorkConn: {detail}");
+    }
     let resp = StartWorkConn {
         error: ctx.client_error("invalid NewWorkConn", &detail),
         ..Default::default()
     };
-    let _ = write_msg(&mut io, &Message::StartWorkConn(resp)).await;
+    let _ = wire.write_msg(&mut io, &Message::StartWorkConn(resp)).await;
     let _ = io.close().await;
 }
 
@@ -534,6 +600,7 @@ async fn handle_visitor_conn(
     m: crate::proto::NewVisitorConn,
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
+    wire: Wire,
 ) {
     RelayStats::inc(&ctx.stats.visitor_conns);
     let admitted = admit_visitor(&ctx, &m);
@@ -547,12 +614,15 @@ async fn handle_visitor_conn(
             RelayStats::inc(&ctx.stats.visitor_rejects);
             log::warn!("register visitor conn error: {detail}");
             resp.error = ctx.client_error("register visitor conn error", &detail);
-            let _ = write_msg(&mut io, &Message::NewVisitorConnResp(resp)).await;
+            let _ = wire
+                .write_msg(&mut io, &Message::NewVisitorConnResp(resp))
+                .await;
             let _ = io.close().await;
             return;
         }
     };
-    if write_msg(&mut io, &Message::NewVisitorConnResp(resp))
+    if wire
+        .write_msg(&mut io, &Message::NewVisitorConnResp(resp))
         .await
         .is_err()
     {
@@ -630,7 +700,11 @@ async fn get_work_conn(
             }
         };
         ctl.request_work_conn();
-        match write_msg(&mut work.io, &Message::StartWorkConn(start.clone())).await {
+        let wire = work.wire;
+        match wire
+            .write_msg(&mut work.io, &Message::StartWorkConn(start.clone()))
+            .await
+        {
             Ok(()) => return Ok(work),
             Err(e) => {
                 log::warn!(

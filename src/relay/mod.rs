@@ -6,6 +6,7 @@
 //!
 //! Everything runs on one glommio executor thread; state is `Rc<RefCell<..>>`.
 
+mod config;
 mod handlers;
 mod registry;
 
@@ -13,6 +14,7 @@ use crate::mux::MuxConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use config::from_frps_toml;
 pub use registry::RelayStats;
 
 /// frps's version string, sent in LoginResp.
@@ -125,6 +127,7 @@ impl Drop for RelayHandle {
 
 /// Binds and starts a relay on a new thread (optionally pinned to `cpu`).
 pub fn start(cfg: RelayConfig, cpu: Option<usize>) -> std::io::Result<RelayHandle> {
+    crate::sys::check_io_uring().map_err(std::io::Error::other)?;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let stats = std::sync::Arc::new(RelayStats::default());
@@ -140,8 +143,7 @@ pub fn start(cfg: RelayConfig, cpu: Option<usize>) -> std::io::Result<RelayHandl
         Some(c) => glommio::Placement::Fixed(c),
         None => glommio::Placement::Unbound,
     };
-    let thread = glommio::LocalExecutorBuilder::new(placement)
-        .name("stcp-relay")
+    let thread = crate::sys::executor(placement, "stcp-relay")
         .spawn(move || async move {
             let listener = match glommio::net::TcpListener::bind(cfg.bind) {
                 Ok(l) => l,

@@ -18,6 +18,8 @@ pub struct RelayStats {
     pub visitor_rejects: AtomicU64,
     pub work_conns: AtomicU64,
     pub active_relays: AtomicU64,
+    /// Connections (or yamux streams) that opened with the wire protocol v2 magic.
+    pub v2_conns: AtomicU64,
 }
 
 impl RelayStats {
@@ -36,6 +38,8 @@ impl RelayStats {
 pub struct WorkConn {
     pub io: Box<dyn Io>,
     pub leftover: Vec<u8>,
+    /// The wire protocol it spoke (StartWorkConn goes out in the same one).
+    pub wire: crate::conn::Wire,
 }
 
 pub struct Control {
