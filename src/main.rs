@@ -48,6 +48,13 @@ enum Cmd {
     Run,
     /// Check a config file, like `frpc verify`.
     Verify,
+    /// Ask the running engine to re-read its config file, like `frpc reload`
+    /// (admin API at webServer.addr:port from -c).
+    Reload,
+    /// Print the running engine's proxies and visitors, like `frpc status`.
+    Status,
+    /// Stop the running engine gracefully, like `frpc stop`.
+    Stop,
     /// Run one stcp proxy (or, with `visitor`, one stcp visitor) from frpc's flags,
     /// without a config file: `stcp-engine stcp -s HOST -t TOKEN -n NAME --sk K -l PORT`.
     Stcp(stcp_flags::StcpArgs),
@@ -127,6 +134,17 @@ fn run(mut cli: Cli) -> Result<(), String> {
         cli.cmd = Some(Cmd::Run);
     }
     match cli.cmd.unwrap_or(Cmd::Run) {
+        cmd @ (Cmd::Reload | Cmd::Status | Cmd::Stop) => {
+            let cfg = load_config(&cli.config)?;
+            let name = match cmd {
+                Cmd::Reload => "reload",
+                Cmd::Status => "status",
+                _ => "stop",
+            };
+            let out = stcp_engine::admin::client::run(name, &cfg)?;
+            println!("{}", out.trim_end_matches('\n'));
+            Ok(())
+        }
         Cmd::Verify => {
             let cfg = load_config(&cli.config)?;
             if let Some(w) = cli
@@ -162,7 +180,8 @@ fn run(mut cli: Cli) -> Result<(), String> {
             for p in &mut cfg.proxies {
                 p.max_connections = p.max_connections.or(cli.max_conns_per_proxy);
             }
-            let signals = stcp_engine::signals::block_termination();
+            let signals = stcp_engine::signals::block_termination_and_hangup();
+            let web_server = cfg.web_server.clone();
             let opts = stcp_engine::engine::EngineOptions {
                 cores: cli.cores,
                 max_streams_per_session: cli.max_streams_per_session,
@@ -179,14 +198,41 @@ fn run(mut cli: Cli) -> Result<(), String> {
                 }
                 None => None,
             };
-            let sig = signals.wait();
+            // frpc's admin API (webServer.*); SIGHUP reloads through the same path.
+            let admin = std::sync::Arc::new(stcp_engine::admin::engine::EngineAdmin::new(
+                engine.shared().clone(),
+                cli.config.clone(),
+                // POST /api/stop: the same graceful stop as SIGTERM (blocked in every
+                // thread, so it reaches the sigwait below).
+                || unsafe {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                },
+            ));
+            let _admin_server = match &web_server {
+                Some(web) => Some(stcp_engine::admin::AdminServer::start(web, admin.clone())?),
+                None => None,
+            };
+            let sig = loop {
+                match signals.wait() {
+                    "SIGHUP" => match stcp_engine::admin::AdminBackend::reload(admin.as_ref()) {
+                        Ok(()) => log::info!("SIGHUP: reload success"),
+                        Err(e) => log::warn!("SIGHUP: reload failed: {}", e.msg),
+                    },
+                    sig => break sig,
+                }
+            };
             log::info!(
                 "received {sig}, stopping gracefully (up to {}s; send it again to exit at once)",
                 cli.drain_timeout
             );
             // A second signal while draining ends the process without waiting.
             std::thread::spawn(move || {
-                let sig = signals.wait();
+                let sig = loop {
+                    match signals.wait() {
+                        "SIGHUP" => log::warn!("SIGHUP ignored while stopping"),
+                        sig => break sig,
+                    }
+                };
                 log::warn!("received {sig} again, exiting now");
                 log::logger().flush();
                 std::process::exit(1);

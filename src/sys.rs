@@ -1,12 +1,23 @@
 //! Checks on the host that must pass before any executor starts.
 
 /// Fails with one sentence when the kernel (or a seccomp profile) refuses io_uring,
-/// which glommio needs. It sets up and immediately closes a one-entry ring.
+/// which glommio needs. It sets up and closes a one-entry ring once per process, on a
+/// short-lived thread of its own: tearing a ring down sends task work to the thread that
+/// made it, which interrupts that thread's socket calls that have timeouts (EINTR).
 pub fn check_io_uring() -> Result<(), String> {
+    static RESULT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            std::thread::spawn(probe_io_uring)
+                .join()
+                .unwrap_or_else(|_| Err("io_uring probe thread failed".into()))
+        })
+        .clone()
+}
+
+fn probe_io_uring() -> Result<(), String> {
     let mut params = [0u8; 120]; // struct io_uring_params, zeroed
-    let fd = unsafe {
-        libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr())
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
     if fd < 0 {
         let err = std::io::Error::last_os_error();
         return Err(format!(

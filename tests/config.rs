@@ -788,3 +788,15 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn wire_protocol_v2_is_accepted_and_others_refused() {
+    let cfg = toml("[transport]\nwireProtocol = \"v2\"\n").unwrap();
+    assert_eq!(cfg.transport.wire_protocol, "v2");
+    cfg.validate().unwrap();
+    let err = toml_err("transport.wireProtocol = \"v3\"\n").to_string();
+    assert!(
+        err.contains("frpc.toml:1") && err.contains("optional values are [v1 v2]"),
+        "{err}"
+    );
+}

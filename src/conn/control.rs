@@ -8,8 +8,9 @@ use crate::codec::{CipherKey, DecryptStream, EncryptStream};
 use crate::proto::{encode_frame, Message};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// One per control connection, so the CFB state is boxed to keep the enum small.
 enum Opener {
-    Cfb(DecryptStream),
+    Cfb(Box<DecryptStream>),
     Aead(AeadOpener),
 }
 
@@ -25,7 +26,12 @@ pub struct ControlReader<R> {
 impl<R: AsyncRead + Unpin> ControlReader<R> {
     /// `leftover`: bytes already read behind the LoginResp (the peer's IV and maybe more).
     pub fn new(io: R, key: &CipherKey, leftover: Vec<u8>) -> Self {
-        Self::with_opener(io, Opener::Cfb(DecryptStream::new(key)), Wire::V1, leftover)
+        Self::with_opener(
+            io,
+            Opener::Cfb(Box::new(DecryptStream::new(key))),
+            Wire::V1,
+            leftover,
+        )
     }
 
     /// Wire protocol v2: v2 frames inside the peer's AEAD stream.

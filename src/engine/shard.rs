@@ -171,7 +171,7 @@ async fn try_work_conn(
     let name = &proxy.cfg.name;
     *proxy_index = Some(proxy.index);
     let started = Instant::now();
-    let _slot = proxy.limit.try_acquire().map_err(|max| {
+    let slot = proxy.limit.try_acquire().map_err(|max| {
         if let Some(n) = proxy.limit.note_refusal() {
             log::warn!("[{name}] connection limit reached ({max} open, transport.maxConnections / --max-conns-per-proxy): closed {n} work connection(s) since the last report");
         }
@@ -195,18 +195,19 @@ async fn try_work_conn(
     let key = proxy.key.as_ref();
     let (c, e) = (proxy.cfg.use_compression, key);
     let stats = join(
-        io,
         local,
-        reader.take_leftover(),
+        io,
         Vec::new(),
-        Transform::open(e, c),
+        reader.take_leftover(),
         Transform::seal(e, c),
+        Transform::open(e, c),
     )
     .await;
+    drop(slot); // Free the place before the gauges say the relay ended.
     EngineStats::sub(&shared.stats.active, 1);
-    EngineStats::add(&shared.stats.bytes_in, stats.a_to_b);
-    EngineStats::add(&shared.stats.bytes_out, stats.b_to_a);
-    metrics.closed(Role::Proxy, proxy.index, stats.b_to_a, stats.a_to_b);
+    EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
+    EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
+    metrics.closed(Role::Proxy, proxy.index, stats.a_to_b, stats.b_to_a);
     if let Some(err) = stats.error {
         log::debug!("[{name}] work connection ended: {err}");
     }
@@ -226,6 +227,7 @@ async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc
                     "[{}] start error: listen on {addr}: {e}; retrying in 10s",
                     v.cfg.name
                 );
+                shared.record_error(&v.cfg.name, &format!("listen on {addr}: {e}"));
                 glommio::timer::sleep(Duration::from_secs(10)).await;
                 if shared.is_stopping() {
                     return;
@@ -307,7 +309,7 @@ async fn try_visitor_conn(
     user: glommio::net::TcpStream,
 ) -> Result<(), ConnError> {
     let accepted = Instant::now();
-    let _slot = v.limit.try_acquire().map_err(|max| {
+    let slot = v.limit.try_acquire().map_err(|max| {
         if let Some(n) = v.limit.note_refusal() {
             log::warn!("[{}] connection limit reached ({max} open, transport.maxConnections / --max-conns-per-visitor): closed {n} user connection(s) since the last report", v.cfg.name);
         }
@@ -378,6 +380,7 @@ async fn try_visitor_conn(
         Transform::open(key, c),
     )
     .await;
+    drop(slot); // Free the place before the gauges say the relay ended.
     EngineStats::sub(&shared.stats.active, 1);
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);

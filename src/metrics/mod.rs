@@ -182,6 +182,11 @@ impl Metrics {
         self.sum(role, index, |c| c.active.load(Relaxed))
     }
 
+    /// Relays started by one proxy or visitor over all shards.
+    pub fn total(&self, role: Role, index: usize) -> u64 {
+        self.sum(role, index, |c| c.total.load(Relaxed))
+    }
+
     /// Errors of one kind for one proxy or visitor over all shards.
     pub fn errors(&self, role: Role, index: usize, kind: &str) -> u64 {
         match ERROR_KINDS.iter().position(|k| *k == kind) {

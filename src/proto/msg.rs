@@ -324,6 +324,11 @@ pub(crate) mod base64_bytes {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&encode(bytes))
+    }
+
+    /// Standard base64 with padding (also HTTP basic auth).
+    pub(crate) fn encode(bytes: &[u8]) -> String {
         let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for group in bytes.chunks(3) {
             let b = [
@@ -340,7 +345,7 @@ pub(crate) mod base64_bytes {
                 }
             }
         }
-        serializer.serialize_str(&text)
+        text
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
@@ -348,7 +353,7 @@ pub(crate) mod base64_bytes {
         decode(text.as_bytes()).ok_or_else(|| D::Error::custom("invalid base64 in []byte field"))
     }
 
-    fn decode(text: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn decode(text: &[u8]) -> Option<Vec<u8>> {
         if !text.len().is_multiple_of(4) {
             return None;
         }
