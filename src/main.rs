@@ -254,7 +254,10 @@ fn run(mut cli: Cli) -> Result<(), String> {
                     let (cfg, ignored) =
                         stcp_engine::relay::from_frps_toml(&text, &path.display().to_string())?;
                     if !ignored.is_empty() {
-                        log::warn!("frps keys the relay does not implement were ignored: {}", ignored.join(", "));
+                        log::warn!(
+                            "frps keys the relay does not implement were ignored: {}",
+                            ignored.join(", ")
+                        );
                     }
                     cfg
                 }

@@ -135,7 +135,8 @@ impl StcpArgs {
             }
         };
         cfg.complete();
-        cfg.validate().map_err(|e| format!("command-line flags: {e}"))?;
+        cfg.validate()
+            .map_err(|e| format!("command-line flags: {e}"))?;
         Ok(cfg)
     }
 }

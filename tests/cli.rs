@@ -48,7 +48,12 @@ fn terminate(mut p: Proc) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.code(), err)
 }
 
@@ -71,25 +76,47 @@ fn config_file_run_logs_frpc_lines_and_exits_cleanly_on_sigterm() {
         ),
     )
     .unwrap();
-    let p = spawn(&["-c", cfg.to_str().unwrap(), "--cores", "1", "--drain-timeout", "1"]);
+    let p = spawn(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--drain-timeout",
+        "1",
+    ]);
     let addr: SocketAddr = format!("127.0.0.1:{vport}").parse().unwrap();
     wait_for_listener(addr).unwrap();
     // The proxy registers asynchronously after login: retry the first exchange briefly.
     let data = payload(256 * 1024, 3);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if echo_through(addr, &data, Duration::from_secs(5)).map(|g| g == data).unwrap_or(false) {
+        if echo_through(addr, &data, Duration::from_secs(5))
+            .map(|g| g == data)
+            .unwrap_or(false)
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no working echo through the binary");
+        assert!(
+            Instant::now() < deadline,
+            "no working echo through the binary"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, log) = terminate(p);
     assert_eq!(code, Some(0), "exit code after SIGTERM; log:\n{log}");
-    assert!(log.contains("login to server success, get run id ["), "{log}");
+    assert!(
+        log.contains("login to server success, get run id ["),
+        "{log}"
+    );
     assert!(log.contains("[echo] start proxy success"), "{log}");
-    assert!(log.contains("[echo-visitor] start visitor success"), "{log}");
-    assert!(!log.contains(TOKEN), "the token must never be logged:\n{log}");
+    assert!(
+        log.contains("[echo-visitor] start visitor success"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(TOKEN),
+        "the token must never be logged:\n{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -102,24 +129,69 @@ fn stcp_subcommand_uses_frpc_flags() {
     let lport = echo.addr().port().to_string();
     let vport = free_port().unwrap();
     let vport_s = vport.to_string();
-    let common = ["-s", "127.0.0.1", "-P", &port, "-t", TOKEN, "--tls_enable", "false"];
+    let common = [
+        "-s",
+        "127.0.0.1",
+        "-P",
+        &port,
+        "-t",
+        TOKEN,
+        "--tls_enable",
+        "false",
+    ];
     let mut server_args = vec!["stcp"];
     server_args.extend_from_slice(&common);
-    server_args.extend_from_slice(&["-u", "alice", "-n", "svc", "--sk", "k1", "-l", &lport, "--allow_users", "bob", "--ue", "--cores", "1"]);
+    server_args.extend_from_slice(&[
+        "-u",
+        "alice",
+        "-n",
+        "svc",
+        "--sk",
+        "k1",
+        "-l",
+        &lport,
+        "--allow_users",
+        "bob",
+        "--ue",
+        "--cores",
+        "1",
+    ]);
     let _server = spawn(&server_args);
     let mut visitor_args = vec!["stcp", "visitor"];
     visitor_args.extend_from_slice(&common);
-    visitor_args.extend_from_slice(&["-u", "bob", "-n", "v", "--server_name", "svc", "--server-user", "alice", "--sk", "k1", "--bind_port", &vport_s, "--ue", "--cores", "1"]);
+    visitor_args.extend_from_slice(&[
+        "-u",
+        "bob",
+        "-n",
+        "v",
+        "--server_name",
+        "svc",
+        "--server-user",
+        "alice",
+        "--sk",
+        "k1",
+        "--bind_port",
+        &vport_s,
+        "--ue",
+        "--cores",
+        "1",
+    ]);
     let visitor = spawn(&visitor_args);
     let addr: SocketAddr = format!("127.0.0.1:{vport}").parse().unwrap();
     wait_for_listener(addr).unwrap();
     let data = payload(64 * 1024, 4);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if echo_through(addr, &data, Duration::from_secs(5)).map(|g| g == data).unwrap_or(false) {
+        if echo_through(addr, &data, Duration::from_secs(5))
+            .map(|g| g == data)
+            .unwrap_or(false)
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no working echo through `stcp-engine stcp` processes");
+        assert!(
+            Instant::now() < deadline,
+            "no working echo through `stcp-engine stcp` processes"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, _) = terminate(visitor);
@@ -131,7 +203,11 @@ fn bad_config_names_file_line_and_key() {
     let dir = std::env::temp_dir().join(format!("stcp-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("frpc.toml");
-    std::fs::write(&cfg, "serverPort = 7000\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "serverPort = 7000\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_stcp-engine"))
         .args(["verify", "-c", cfg.to_str().unwrap()])
         .output()

@@ -141,7 +141,13 @@ fn tls_to_relay_with_and_without_custom_first_byte() {
         let relay = start_relay(true);
         let echo = start_service(ServiceKind::Echo, "127.0.0.1:0".parse().unwrap()).unwrap();
         let vport = free_port().unwrap();
-        let mut cfg = demo_config(relay.addr(), TOKEN, echo.addr(), vport, &opts(true, true, false, 1));
+        let mut cfg = demo_config(
+            relay.addr(),
+            TOKEN,
+            echo.addr(),
+            vport,
+            &opts(true, true, false, 1),
+        );
         cfg.transport.tls.enable = true;
         cfg.transport.tls.disable_custom_tls_first_byte = !custom_byte;
         let engine = start_engine(cfg, Some(1));

@@ -67,13 +67,22 @@ fn engine_against_real_frps() {
             let echo = start_service(ServiceKind::Echo, "127.0.0.1:0".parse().unwrap()).unwrap();
             let vport = free_port().unwrap();
             let relay_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let cfg = demo_config(relay_addr, TOKEN, echo.addr(), vport, &opts(mux, enc, comp, 2));
+            let cfg = demo_config(
+                relay_addr,
+                TOKEN,
+                echo.addr(),
+                vport,
+                &opts(mux, enc, comp, 2),
+            );
             let engine = start_engine(cfg, Some(2));
             let addr = format!("127.0.0.1:{vport}").parse().unwrap();
             wait_for_listener(addr).unwrap();
             let data = payload(8 << 20, 5);
             let got = echo_through(addr, &data, Duration::from_secs(60)).unwrap();
-            assert!(got == data, "real frps mux={mux} enc={enc} comp={comp}: echo differs");
+            assert!(
+                got == data,
+                "real frps mux={mux} enc={enc} comp={comp}: echo differs"
+            );
             engine.stop();
         }
     }
@@ -110,8 +119,22 @@ fn real_frpc_roles_through_embedded_relay() {
                     "{common}user = \"bob\"\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverUser = \"alice\"\nserverName = \"echo\"\nsecretKey = \"sk\"\nbindAddr = \"127.0.0.1\"\nbindPort = {vport}\ntransport.useEncryption = {enc}\ntransport.useCompression = {comp}\n"
                 ),
             );
-            let _s = Proc(Command::new(&frpc).arg("-c").arg(&server).stdout(Stdio::null()).spawn().unwrap());
-            let _v = Proc(Command::new(&frpc).arg("-c").arg(&visitor).stdout(Stdio::null()).spawn().unwrap());
+            let _s = Proc(
+                Command::new(&frpc)
+                    .arg("-c")
+                    .arg(&server)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let _v = Proc(
+                Command::new(&frpc)
+                    .arg("-c")
+                    .arg(&visitor)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
             let addr: SocketAddr = format!("127.0.0.1:{vport}").parse().unwrap();
             wait_port(addr);
             let data = payload(4 << 20, 6);
@@ -127,7 +150,10 @@ fn real_frpc_roles_through_embedded_relay() {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            assert!(last.is_none(), "real frpc mux={mux} enc={enc} comp={comp}: {last:?}");
+            assert!(
+                last.is_none(),
+                "real frpc mux={mux} enc={enc} comp={comp}: {last:?}"
+            );
         }
     }
 }
@@ -154,7 +180,13 @@ fn engine_mixed_with_real_frpc() {
     );
     // Engine = server role (proxy "demo.echo"), frpc = visitor.
     let vport = free_port().unwrap();
-    let mut cfg = demo_config(relay.addr(), TOKEN, echo.addr(), free_port().unwrap(), &opts(true, true, true, 1));
+    let mut cfg = demo_config(
+        relay.addr(),
+        TOKEN,
+        echo.addr(),
+        free_port().unwrap(),
+        &opts(true, true, true, 1),
+    );
     cfg.transport.tls.enable = true;
     cfg.visitors.clear();
     cfg.proxies[0].allow_users = vec!["*".into()];
@@ -164,7 +196,14 @@ fn engine_mixed_with_real_frpc() {
         "mixed-visitor.toml",
         &format!("{common}user = \"bob\"\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverUser = \"demo\"\nserverName = \"echo\"\nsecretKey = \"demo-secret\"\nbindAddr = \"127.0.0.1\"\nbindPort = {vport}\ntransport.useEncryption = true\n"),
     );
-    let _v = Proc(Command::new(&frpc).arg("-c").arg(&visitor).stdout(Stdio::null()).spawn().unwrap());
+    let _v = Proc(
+        Command::new(&frpc)
+            .arg("-c")
+            .arg(&visitor)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{vport}").parse().unwrap();
     wait_port(addr);
     let data = payload(1 << 20, 8);
@@ -178,9 +217,22 @@ fn engine_mixed_with_real_frpc() {
         "mixed-server.toml",
         &format!("{common}user = \"alice\"\n[[proxies]]\nname = \"echo2\"\ntype = \"stcp\"\nsecretKey = \"sk2\"\nallowUsers = [\"*\"]\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\ntransport.useCompression = true\n", echo.addr().port()),
     );
-    let _s = Proc(Command::new(&frpc).arg("-c").arg(&server).stdout(Stdio::null()).spawn().unwrap());
+    let _s = Proc(
+        Command::new(&frpc)
+            .arg("-c")
+            .arg(&server)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let vport2 = free_port().unwrap();
-    let mut cfg = demo_config(relay.addr(), TOKEN, echo.addr(), vport2, &opts(true, false, true, 1));
+    let mut cfg = demo_config(
+        relay.addr(),
+        TOKEN,
+        echo.addr(),
+        vport2,
+        &opts(true, false, true, 1),
+    );
     cfg.proxies.clear();
     cfg.visitors[0].server_user = "alice".into();
     cfg.visitors[0].server_name = "echo2".into();
@@ -190,7 +242,10 @@ fn engine_mixed_with_real_frpc() {
     wait_for_listener(addr2).unwrap();
     let mut ok = false;
     for _ in 0..50 {
-        if echo_through(addr2, &data, Duration::from_secs(10)).map(|g| g == data).unwrap_or(false) {
+        if echo_through(addr2, &data, Duration::from_secs(10))
+            .map(|g| g == data)
+            .unwrap_or(false)
+        {
             ok = true;
             break;
         }

@@ -517,7 +517,11 @@ fn heartbeat_timeout_closes_a_silent_control_but_not_a_pinging_one() {
     while t.elapsed() < Duration::from_secs(5) {
         pinging.send(Message::Ping(Ping::default()));
         assert!(matches!(pinging.recv(), Message::Pong(p) if p.error.is_empty()));
-        silent.c.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        silent
+            .c
+            .s
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut b = [0u8; 64];
         match silent.c.s.read(&mut b) {
             Ok(0) => {
@@ -531,8 +535,14 @@ fn heartbeat_timeout_closes_a_silent_control_but_not_a_pinging_one() {
             _ => {}
         }
     }
-    assert!(silent_closed, "a control without pings must be closed after heartbeatTimeout");
-    assert!(t.elapsed() >= Duration::from_millis(1500), "closed before the 2 s timeout");
+    assert!(
+        silent_closed,
+        "a control without pings must be closed after heartbeatTimeout"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "closed before the 2 s timeout"
+    );
     // The pinging control is still alive.
     pinging.send(Message::Ping(Ping::default()));
     assert!(matches!(pinging.recv(), Message::Pong(_)));
@@ -544,7 +554,10 @@ fn heartbeat_scope_checks_ping_keys() {
     let mut ctl = login(&r, "alice", 0);
     ctl.send(Message::Ping(Ping::default()));
     match ctl.recv() {
-        Message::Pong(p) => assert_eq!(p.error, "token in heartbeat doesn't match token from configuration"),
+        Message::Pong(p) => assert_eq!(
+            p.error,
+            "token in heartbeat doesn't match token from configuration"
+        ),
         other => panic!("got {}", other.name()),
     }
     let ts = now();

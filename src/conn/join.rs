@@ -150,7 +150,10 @@ impl Direction {
             // Worst case snappy output for n bytes, plus chunk headers and the IV room.
             let room = 16 + n + n / 6 + 64;
             if self.out.capacity() < room {
-                pool::give(std::mem::replace(&mut self.out, pool::take(room.max(MAX_BUF))));
+                pool::give(std::mem::replace(
+                    &mut self.out,
+                    pool::take(room.max(MAX_BUF)),
+                ));
             }
             self.out.clear();
             self.out.extend_from_slice(&[0u8; 16]);

@@ -6,8 +6,8 @@ mod control;
 mod error;
 mod frames;
 mod join;
-mod wire;
 pub mod pool;
+mod wire;
 
 pub use control::{ControlReader, ControlWriter};
 pub use error::ConnError;

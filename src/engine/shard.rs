@@ -152,7 +152,7 @@ async fn try_work_conn(
                 || EngineStats::get(&shared.stats.logins) != login
                 || shared.run_id().is_empty() =>
         {
-            return Ok(()) // Its control is gone; the next login asks for new ones.
+            return Ok(()); // Its control is gone; the next login asks for new ones.
         }
         Err(e) => return Err(e),
     };

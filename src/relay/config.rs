@@ -29,16 +29,25 @@ pub fn from_frps_toml(text: &str, source: &str) -> Result<(RelayConfig, Vec<Stri
         .map_err(|e: toml::de::Error| format!("{source}: {}", e.to_string().trim()))?;
     let mut flat = Vec::new();
     flatten("", &table, &mut flat);
-    let get = |k: &str| flat.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        flat.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let bad = |k: &str, want: &str| format!("{source}: {k} must be {want}");
 
     let mut tcp_mux = true;
     if let Some(v) = get("transport.tcpMux") {
-        tcp_mux = v.as_bool().ok_or_else(|| bad("transport.tcpMux", "true or false"))?;
+        tcp_mux = v
+            .as_bool()
+            .ok_or_else(|| bad("transport.tcpMux", "true or false"))?;
     }
     let mut cfg = RelayConfig::default().with_tcp_mux(tcp_mux);
     let addr = match get("bindAddr") {
-        Some(v) => v.as_str().ok_or_else(|| bad("bindAddr", "a string"))?.to_string(),
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| bad("bindAddr", "a string"))?
+            .to_string(),
         None => "0.0.0.0".into(),
     };
     let port = match get("bindPort") {
@@ -48,25 +57,41 @@ pub fn from_frps_toml(text: &str, source: &str) -> Result<(RelayConfig, Vec<Stri
             .ok_or_else(|| bad("bindPort", "a port number"))?,
         None => 7000,
     };
-    let host = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
+    let host = if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.clone()
+    };
     cfg.bind = format!("{host}:{port}")
         .parse()
         .map_err(|_| format!("{source}: bindAddr {addr:?} is not an IP address"))?;
     if let Some(m) = get("auth.method") {
         if m.as_str() != Some("token") {
-            return Err(format!("{source}: auth.method {m} is not supported by the relay (only \"token\")"));
+            return Err(format!(
+                "{source}: auth.method {m} is not supported by the relay (only \"token\")"
+            ));
         }
     }
     if let Some(v) = get("auth.token") {
-        cfg.token = v.as_str().ok_or_else(|| bad("auth.token", "a string"))?.to_string();
+        cfg.token = v
+            .as_str()
+            .ok_or_else(|| bad("auth.token", "a string"))?
+            .to_string();
     }
     if let Some(v) = get("auth.additionalScopes") {
-        let scopes = v.as_array().ok_or_else(|| bad("auth.additionalScopes", "a list"))?;
+        let scopes = v
+            .as_array()
+            .ok_or_else(|| bad("auth.additionalScopes", "a list"))?;
         for s in scopes {
             match s.as_str() {
                 Some("HeartBeats") => cfg.auth_heartbeats = true,
                 Some("NewWorkConns") => cfg.auth_new_work_conns = true,
-                _ => return Err(bad("auth.additionalScopes", "a list of \"HeartBeats\" / \"NewWorkConns\"")),
+                _ => {
+                    return Err(bad(
+                        "auth.additionalScopes",
+                        "a list of \"HeartBeats\" / \"NewWorkConns\"",
+                    ))
+                }
             }
         }
     }
@@ -77,7 +102,9 @@ pub fn from_frps_toml(text: &str, source: &str) -> Result<(RelayConfig, Vec<Stri
             .ok_or_else(|| bad("transport.maxPoolCount", "a non-negative integer"))?;
     }
     if let Some(v) = get("transport.heartbeatTimeout") {
-        cfg.heartbeat_timeout = v.as_integer().ok_or_else(|| bad("transport.heartbeatTimeout", "an integer"))?;
+        cfg.heartbeat_timeout = v
+            .as_integer()
+            .ok_or_else(|| bad("transport.heartbeatTimeout", "an integer"))?;
     }
     if let Some(v) = get("userConnTimeout") {
         let secs = v
@@ -87,17 +114,23 @@ pub fn from_frps_toml(text: &str, source: &str) -> Result<(RelayConfig, Vec<Stri
         cfg.user_conn_timeout = Duration::from_secs(secs as u64);
     }
     if let Some(v) = get("detailedErrorsToClient") {
-        cfg.detailed_errors = v.as_bool().ok_or_else(|| bad("detailedErrorsToClient", "true or false"))?;
+        cfg.detailed_errors = v
+            .as_bool()
+            .ok_or_else(|| bad("detailedErrorsToClient", "true or false"))?;
     }
     if let Some(v) = get("transport.tls.force") {
-        cfg.tls_force = v.as_bool().ok_or_else(|| bad("transport.tls.force", "true or false"))?;
+        cfg.tls_force = v
+            .as_bool()
+            .ok_or_else(|| bad("transport.tls.force", "true or false"))?;
     }
     let cert = get("transport.tls.certFile").and_then(|v| v.as_str().map(String::from));
     let key = get("transport.tls.keyFile").and_then(|v| v.as_str().map(String::from));
     match (cert, key) {
         (Some(c), Some(k)) if !c.is_empty() && !k.is_empty() => cfg.tls = RelayTls::Files(c, k),
         (Some(_), None) | (None, Some(_)) => {
-            return Err(format!("{source}: transport.tls.certFile and keyFile must be set together"))
+            return Err(format!(
+                "{source}: transport.tls.certFile and keyFile must be set together"
+            ))
         }
         _ => {}
     }
@@ -112,7 +145,11 @@ pub fn from_frps_toml(text: &str, source: &str) -> Result<(RelayConfig, Vec<Stri
 /// `a.b.c` keys for every leaf value (arrays are leaves).
 fn flatten(prefix: &str, t: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
     for (k, v) in t {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(inner) => flatten(&key, inner, out),
             other => out.push((key, other.clone())),
