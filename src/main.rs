@@ -200,7 +200,7 @@ fn run(mut cli: Cli) -> Result<(), String> {
             };
             // frpc's admin API (webServer.*); SIGHUP reloads through the same path.
             let admin = std::sync::Arc::new(stcp_engine::admin::engine::EngineAdmin::new(
-                engine.shared().clone(),
+                engine.control(),
                 cli.config.clone(),
                 // POST /api/stop: the same graceful stop as SIGTERM (blocked in every
                 // thread, so it reaches the sigwait below).

@@ -1,16 +1,15 @@
 //! The admin API on a running engine: status from the engine's shared state, reload
-//! from the config file the engine was started with.
+//! from the config file the engine was started with (also SIGHUP).
 
 use super::reload::{diff, ConfigDiff};
 use super::server::{AdminBackend, ApiError};
 use super::status::{engine_status, StatusResp};
 use crate::config::ClientConfig;
-use crate::engine::state::Shared;
+use crate::engine::EngineControl;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub struct EngineAdmin {
-    shared: Arc<Shared>,
+    engine: EngineControl,
     /// `None` when started from flags (`stcp-engine stcp ...`): nothing to re-read.
     config_path: Option<PathBuf>,
     stop: Box<dyn Fn() + Send + Sync>,
@@ -19,12 +18,12 @@ pub struct EngineAdmin {
 impl EngineAdmin {
     /// `stop` begins a graceful stop of the process (`POST /api/stop`).
     pub fn new(
-        shared: Arc<Shared>,
+        engine: EngineControl,
         config_path: Option<PathBuf>,
         stop: impl Fn() + Send + Sync + 'static,
     ) -> EngineAdmin {
         EngineAdmin {
-            shared,
+            engine,
             config_path,
             stop: Box::new(stop),
         }
@@ -40,34 +39,42 @@ impl EngineAdmin {
             .ok_or_else(|| bad("no config file to reload (started from flags)".into()))?;
         let cfg = ClientConfig::load(path).map_err(|e| bad(e.to_string()))?;
         cfg.validate().map_err(|e| bad(e.to_string()))?;
-        let changes = diff(&self.shared.cfg, &cfg);
+        let changes = diff(&self.engine.shared().current_config(), &cfg);
         Ok((cfg, changes))
     }
 }
 
 impl AdminBackend for EngineAdmin {
     fn status(&self) -> StatusResp {
-        engine_status(&self.shared)
+        engine_status(self.engine.shared())
     }
 
+    /// frpc's reload: the proxy and visitor lists of the file are put in force; the
+    /// common section (server, auth, transport, ...) needs a restart, so a change
+    /// there is reported in the log and otherwise ignored, as frpc does.
     fn reload(&self) -> Result<(), ApiError> {
-        let (_cfg, changes) = self.reread()?;
-        if changes.is_empty() {
-            log::info!("reload: {}", changes.summary());
-            return Ok(());
+        let (cfg, changes) = self.reread()?;
+        let started = &self.engine.shared().cfg;
+        if common_section(started) != common_section(&cfg) {
+            log::warn!("reload: the common section of the config changed; it takes effect at the next restart (only proxies and visitors are reloaded, as in frpc)");
         }
-        // The engine's proxy and visitor sets are fixed at start for now; say exactly
-        // what would change instead of half-applying it.
-        Err(ApiError {
-            code: 500,
-            msg: format!(
-                "reload: {}; applying proxy/visitor changes to a running engine is not implemented yet: restart stcp-engine to apply them",
-                changes.summary()
-            ),
-        })
+        log::info!("reload: {}", changes.summary());
+        if !changes.is_empty() {
+            self.engine.apply(&cfg.proxies, &cfg.visitors);
+        }
+        Ok(())
     }
 
     fn stop(&self) {
         (self.stop)();
+    }
+}
+
+/// A config without its proxy and visitor lists.
+fn common_section(cfg: &ClientConfig) -> ClientConfig {
+    ClientConfig {
+        proxies: Vec::new(),
+        visitors: Vec::new(),
+        ..cfg.clone()
     }
 }

@@ -44,7 +44,8 @@ pub fn engine_status(shared: &Shared) -> StatusResp {
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    let mut proxies: Vec<ProxyStatus> = shared
+    let sets = shared.sets();
+    let mut proxies: Vec<ProxyStatus> = sets
         .proxies
         .values()
         .map(|p| {
@@ -70,9 +71,9 @@ pub fn engine_status(shared: &Shared) -> StatusResp {
         })
         .collect();
     proxies.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut visitors: Vec<ProxyStatus> = shared
+    let mut visitors: Vec<ProxyStatus> = sets
         .visitors
-        .iter()
+        .values()
         .map(|v| ProxyStatus {
             name: v.cfg.name.clone(),
             kind: "stcp".into(),

@@ -3,7 +3,7 @@
 //! with the same run_id (capped exponential backoff with jitter) when frps goes away.
 
 use super::shard::ShardCmd;
-use super::state::{unix_now, Shared};
+use super::state::{unix_now, ProxyRuntime, Shared};
 use super::transport::{dial_frps, DialConfig};
 use crate::codec::CipherKey;
 use crate::conn::{
@@ -61,7 +61,7 @@ fn login_msg(shared: &Shared, run_id: &str) -> Login {
     }
 }
 
-fn new_proxy_msg(p: &super::state::ProxyRuntime) -> NewProxy {
+fn new_proxy_msg(p: &ProxyRuntime) -> NewProxy {
     NewProxy {
         proxy_name: p.wire_name.clone(),
         proxy_type: "stcp".into(),
@@ -168,11 +168,17 @@ async fn login_exchange(
 /// How the first login went, for `loginFailExit`.
 pub type FirstLogin = std::sync::mpsc::Sender<Result<String, String>>;
 
+/// Tells the control that [`Shared::sets`] changed (a reload): it sends CloseProxy for
+/// removed or changed proxies and NewProxy for added or changed ones. While logged out
+/// there is nothing to do: the next login registers the sets in force.
+pub struct SyncProxies;
+
 pub async fn control_loop(
     shared: Arc<Shared>,
     shards: Vec<async_channel::Sender<ShardCmd>>,
     dial: DialConfig,
     stop: async_channel::Receiver<()>,
+    sync: async_channel::Receiver<SyncProxies>,
     first: FirstLogin,
 ) {
     let token_key = CipherKey::derive(shared.cfg.auth.token.as_bytes());
@@ -199,7 +205,7 @@ pub async fn control_loop(
                         let _ = s.try_send(ShardCmd::RetireLink);
                     }
                 }
-                let reason = run_control(&shared, &shards, &token_key, ctl, &stop).await;
+                let reason = run_control(&shared, &shards, &token_key, ctl, &stop, &sync).await;
                 shared.set_run_id("");
                 if shared.is_stopping() || stop.is_closed() {
                     break;
@@ -267,6 +273,7 @@ enum Event {
     Msg(Result<Message, ConnError>),
     Stop,
     HeartbeatTimeout,
+    Sync,
 }
 
 /// Runs one logged-in control until it ends; returns why it ended.
@@ -276,6 +283,7 @@ async fn run_control(
     token_key: &CipherKey,
     ctl: Controlled,
     stop: &async_channel::Receiver<()>,
+    sync: &async_channel::Receiver<SyncProxies>,
 ) -> String {
     let (r, w) = futures_lite::io::split(ctl.io);
     let (outbox, outbox_rx) = async_channel::unbounded::<Message>();
@@ -296,7 +304,10 @@ async fn run_control(
         writer.close().await;
         String::new()
     });
-    for p in shared.proxies.values() {
+    // Reloads made while logged out are covered by registering the sets in force now.
+    while sync.try_recv().is_ok() {}
+    let mut registered = shared.sets().proxies.clone();
+    for p in registered.values() {
         let _ = outbox.try_send(Message::NewProxy(new_proxy_msg(p)));
     }
     let last_pong = Rc::new(Cell::new(Instant::now()));
@@ -329,18 +340,31 @@ async fn run_control(
                     let _ = stop.recv().await;
                     Event::Stop
                 },
-                async {
-                    let _ = dead_rx.recv().await;
-                    Event::HeartbeatTimeout
-                },
+                futures_lite::future::or(
+                    async {
+                        let _ = dead_rx.recv().await;
+                        Event::HeartbeatTimeout
+                    },
+                    async {
+                        match sync.recv().await {
+                            Ok(SyncProxies) => Event::Sync,
+                            // The engine is going away; its stop channel says so.
+                            Err(_) => std::future::pending().await,
+                        }
+                    },
+                ),
             ),
         )
         .await;
         let msg = match next {
             Event::HeartbeatTimeout => break "heartbeat timeout".to_string(),
+            Event::Sync => {
+                sync_proxies(shared, &mut registered, &outbox);
+                continue;
+            }
             Event::Stop => {
                 // Graceful stop: tell frps the proxies are going away, then close.
-                for p in shared.proxies.values() {
+                for p in registered.values() {
                     let _ = outbox.try_send(Message::CloseProxy(CloseProxy {
                         proxy_name: p.wire_name.clone(),
                     }));
@@ -400,6 +424,49 @@ async fn run_control(
         s.close();
     }
     reason
+}
+
+/// Brings frps in line with [`Shared::sets`] after a reload, as frpc's
+/// `proxy.Manager.UpdateAll`: removed and changed proxies are closed (CloseProxy), then
+/// added and changed ones registered (NewProxy). Unchanged ones are not touched.
+fn sync_proxies(
+    shared: &Shared,
+    registered: &mut std::collections::HashMap<String, Arc<ProxyRuntime>>,
+    outbox: &async_channel::Sender<Message>,
+) {
+    let now = shared.sets();
+    let mut removed: Vec<String> = registered
+        .iter()
+        .filter(|(name, old)| !now.proxies.get(*name).is_some_and(|p| Arc::ptr_eq(p, old)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    removed.sort();
+    for name in &removed {
+        if let Some(old) = registered.remove(name) {
+            let _ = outbox.try_send(Message::CloseProxy(CloseProxy {
+                proxy_name: old.wire_name.clone(),
+            }));
+            shared.forget_proxy_status(name);
+        }
+    }
+    if !removed.is_empty() {
+        log::info!("proxy removed: [{}]", removed.join(" "));
+    }
+    let mut added: Vec<String> = now
+        .proxies
+        .keys()
+        .filter(|name| !registered.contains_key(*name))
+        .cloned()
+        .collect();
+    added.sort();
+    for name in &added {
+        let p = now.proxies[name].clone();
+        let _ = outbox.try_send(Message::NewProxy(new_proxy_msg(&p)));
+        registered.insert(name.clone(), p);
+    }
+    if !added.is_empty() {
+        log::info!("proxy added: [{}]", added.join(" "));
+    }
 }
 
 async fn heartbeat_worker(

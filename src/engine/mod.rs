@@ -7,7 +7,7 @@ mod shard;
 pub mod state;
 pub mod transport;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, StcpProxyConfig, StcpVisitorConfig};
 pub use control::CLIENT_VERSION;
 use shard::ShardCmd;
 use state::Shared;
@@ -56,9 +56,88 @@ pub fn plan_cores(requested: Option<usize>) -> Vec<usize> {
     cpus.into_iter().take(want).collect()
 }
 
+/// Changes a running engine's proxies and visitors (reload); clone it for the admin API
+/// and the SIGHUP handler, any thread may use it.
+#[derive(Clone)]
+pub struct EngineControl {
+    shared: Arc<Shared>,
+    sync_tx: async_channel::Sender<control::SyncProxies>,
+    shard_txs: Vec<async_channel::Sender<ShardCmd>>,
+    /// One reload at a time (the admin API and SIGHUP may race).
+    reloading: Arc<std::sync::Mutex<()>>,
+}
+
+/// How long a reload waits for the shards to have closed and opened their listeners.
+const RELOAD_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl EngineControl {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Puts these proxy and visitor lists in force, as frpc's reload: added ones start,
+    /// removed ones stop (CloseProxy, listener closed), changed ones restart; unchanged
+    /// ones, and every relay already open, are not touched. Returns once every shard has
+    /// updated its listeners; the control sends CloseProxy/NewProxy as soon as it can
+    /// (right away when logged in, else at the next login).
+    pub fn apply(&self, proxies: &[StcpProxyConfig], visitors: &[StcpVisitorConfig]) {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.shared.install_sets(proxies, visitors);
+        let now = self.shared.sets();
+        let mut gone: Vec<&String> = before
+            .visitors
+            .iter()
+            .filter(|(n, old)| !now.visitors.get(*n).is_some_and(|v| Arc::ptr_eq(v, old)))
+            .map(|(n, _)| n)
+            .collect();
+        let mut new: Vec<&String> = now
+            .visitors
+            .iter()
+            .filter(|(n, v)| {
+                !before
+                    .visitors
+                    .get(*n)
+                    .is_some_and(|old| Arc::ptr_eq(v, old))
+            })
+            .map(|(n, _)| n)
+            .collect();
+        let _ = self.sync_tx.try_send(control::SyncProxies);
+        let mut acks = Vec::new();
+        for tx in &self.shard_txs {
+            let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+            if tx.try_send(ShardCmd::SyncVisitors(ack_tx)).is_ok() {
+                acks.push(ack_rx);
+            }
+        }
+        let deadline = std::time::Instant::now() + RELOAD_ACK_TIMEOUT;
+        for ack in acks {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if ack.recv_timeout(left).is_err() {
+                log::warn!("reload: a shard did not confirm its visitor listeners within {RELOAD_ACK_TIMEOUT:?}");
+            }
+        }
+        for name in &gone {
+            if !now.visitors.contains_key(*name) {
+                self.shared.forget_error(name);
+            }
+        }
+        // frpc's wording (visitor.Manager.UpdateAll); a changed one is in both lines.
+        gone.sort();
+        new.sort();
+        let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+        if !gone.is_empty() {
+            log::info!("visitor removed: [{}]", list(&gone));
+        }
+        if !new.is_empty() {
+            log::info!("visitor added: [{}]", list(&new));
+        }
+    }
+}
+
 /// A running engine. Dropping it stops the engine.
 pub struct EngineHandle {
     shared: Arc<Shared>,
+    control: EngineControl,
     stop_tx: Option<async_channel::Sender<()>>,
     shard_txs: Vec<async_channel::Sender<ShardCmd>>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
@@ -71,6 +150,11 @@ impl EngineHandle {
         &self.shared
     }
 
+    /// A handle that reloads this engine's proxies and visitors.
+    pub fn control(&self) -> EngineControl {
+        self.control.clone()
+    }
+
     /// Waits until frps answered NewProxy for every proxy (success or error); false on
     /// timeout. Visitors of this engine's own proxies can only connect after that.
     pub fn wait_proxies_answered(&self, timeout: Duration) -> bool {
@@ -80,7 +164,7 @@ impl EngineHandle {
                 .shared
                 .proxy_status
                 .lock()
-                .map(|s| self.shared.proxies.keys().all(|k| s.contains_key(k)))
+                .map(|s| self.shared.sets().proxies.keys().all(|k| s.contains_key(k)))
                 .unwrap_or(false);
             if answered {
                 return true;
@@ -218,18 +302,25 @@ pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle
         "started {} shard(s) pinned to CPU(s) {:?}; proxies: {}, visitors: {}",
         cpus.len(),
         cpus,
-        shared.proxies.len(),
-        shared.visitors.len()
+        shared.sets().proxies.len(),
+        shared.sets().visitors.len()
     );
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let (sync_tx, sync_rx) = async_channel::unbounded();
     let (first_tx, first_rx) = std::sync::mpsc::channel();
     let sh = shared.clone();
     let txs = shard_txs.clone();
     let t = crate::sys::executor(glommio::Placement::Unbound, "control")
-        .spawn(move || control::control_loop(sh, txs, dial, stop_rx, first_tx))
+        .spawn(move || control::control_loop(sh, txs, dial, stop_rx, sync_rx, first_tx))
         .map_err(executor_error)?;
     threads.push(t);
     let mut handle = EngineHandle {
+        control: EngineControl {
+            shared: shared.clone(),
+            sync_tx,
+            shard_txs: shard_txs.clone(),
+            reloading: Arc::default(),
+        },
         shared,
         stop_tx: Some(stop_tx),
         shard_txs,

@@ -3,11 +3,11 @@
 //! kernel spreads user connections over shards), its work connections and their relays.
 //! Nothing here waits on another core: the control executor only sends decisions.
 
-use super::state::{unix_now, EngineStats, Shared, VisitorRuntime};
+use super::state::{unix_now, EngineStats, ProxyRuntime, Shared, VisitorRuntime};
 use super::transport::{dial_tcp, DialConfig, Link};
 use crate::conn::{join, read_msg_timeout, with_timeout, ConnError, FrameReader, Transform, Wire};
-use crate::metrics::Role;
 use crate::proto::{auth_key, Message, NewVisitorConn, NewWorkConn};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,13 @@ pub enum ShardCmd {
     RetireLink,
     /// Graceful stop: close the visitor listeners (relays carry on); acknowledged.
     StopAccepting(std::sync::mpsc::Sender<()>),
+    /// A reload changed [`Shared::sets`]: close the listeners of removed or changed
+    /// visitors and open those of added or changed ones; acknowledged once done.
+    SyncVisitors(std::sync::mpsc::Sender<()>),
 }
+
+/// A shard's visitor listeners by visitor name, with the runtime each was started for.
+type Listeners = HashMap<String, (Arc<VisitorRuntime>, glommio::task::JoinHandle<()>)>;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,18 +46,8 @@ pub async fn shard_main(
     cmds: async_channel::Receiver<ShardCmd>,
 ) {
     let link = Rc::new(Link::new(dial));
-    let mut listeners = Vec::new();
-    for (vi, v) in shared.visitors.iter().enumerate() {
-        if v.cfg.bind_port <= 0 {
-            continue; // frp: a negative bindPort means no listener.
-        }
-        listeners.push(glommio::spawn_local(visitor_listener(
-            index,
-            vi,
-            shared.clone(),
-            link.clone(),
-        )));
-    }
+    let mut listeners = Listeners::new();
+    sync_listeners(index, &shared, &link, &mut listeners);
     while let Ok(cmd) = cmds.recv().await {
         match cmd {
             ShardCmd::WorkConn => {
@@ -59,28 +55,81 @@ pub async fn shard_main(
             }
             ShardCmd::RetireLink => link.retire(),
             ShardCmd::StopAccepting(ack) => {
-                listeners.clear(); // Dropping a task cancels it and closes its socket.
+                stop_listeners(&mut listeners, |_| true).await;
+                let _ = ack.send(());
+            }
+            ShardCmd::SyncVisitors(ack) => {
+                if !shared.is_stopping() {
+                    let sets = shared.sets();
+                    // Removed or changed (a new runtime): close first, so a changed one
+                    // can bind its port again.
+                    stop_listeners(&mut listeners, |(name, (rt, _))| {
+                        !sets
+                            .visitors
+                            .get(name)
+                            .is_some_and(|now| Arc::ptr_eq(now, rt))
+                    })
+                    .await;
+                    sync_listeners(index, &shared, &link, &mut listeners);
+                }
                 let _ = ack.send(());
             }
         }
     }
-    drop(listeners);
+    stop_listeners(&mut listeners, |_| true).await;
     link.reset();
+}
+
+/// Starts a listener for every visitor in force that has none on this shard.
+fn sync_listeners(shard: usize, shared: &Arc<Shared>, link: &Rc<Link>, listeners: &mut Listeners) {
+    for (name, v) in &shared.sets().visitors {
+        if v.cfg.bind_port <= 0 || listeners.contains_key(name) {
+            continue; // frp: a negative bindPort means no listener.
+        }
+        let task = glommio::spawn_local(visitor_listener(
+            shard,
+            v.clone(),
+            shared.clone(),
+            link.clone(),
+        ))
+        .detach();
+        listeners.insert(name.clone(), (v.clone(), task));
+    }
+}
+
+/// Closes the listeners `which` selects; relays they accepted carry on (as frpc's
+/// visitor Close). Waits until each listener task is gone, so its socket is closed.
+async fn stop_listeners(
+    listeners: &mut Listeners,
+    which: impl Fn(
+        (
+            &String,
+            &(Arc<VisitorRuntime>, glommio::task::JoinHandle<()>),
+        ),
+    ) -> bool,
+) {
+    let names: Vec<String> = listeners
+        .iter()
+        .filter(|e| which(*e))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in names {
+        if let Some((_, task)) = listeners.remove(&name) {
+            task.cancel();
+            let _ = task.await;
+        }
+    }
 }
 
 /// Server role: open a work stream, announce it, wait for StartWorkConn, dial the local
 /// service and relay.
 async fn work_conn(shard: usize, shared: Arc<Shared>, link: Rc<Link>) {
     // Set once StartWorkConn names the proxy, so later errors count against it.
-    let mut proxy_index = None;
-    if let Err(e) = try_work_conn(shard, &shared, &link, &mut proxy_index).await {
+    let mut proxy = None;
+    if let Err(e) = try_work_conn(shard, &shared, &link, &mut proxy).await {
         EngineStats::add(&shared.stats.work_errors, 1);
-        if let Some(pi) = proxy_index {
-            shared
-                .metrics
-                .shard(shard)
-                .conn(Role::Proxy, pi)
-                .error(e.kind());
+        if let Some(p) = proxy {
+            p.metrics.shard(shard).error(e.kind());
         }
         match &e {
             ConnError::Limit(_) => {}
@@ -98,7 +147,7 @@ async fn try_work_conn(
     shard: usize,
     shared: &Shared,
     link: &Link,
-    proxy_index: &mut Option<usize>,
+    named: &mut Option<Arc<ProxyRuntime>>,
 ) -> Result<(), ConnError> {
     let run_id = shared.run_id();
     if run_id.is_empty() {
@@ -168,8 +217,8 @@ async fn try_work_conn(
             start.proxy_name
         )));
     };
+    *named = Some(proxy.clone());
     let name = &proxy.cfg.name;
-    *proxy_index = Some(proxy.index);
     let started = Instant::now();
     let slot = proxy.limit.try_acquire().map_err(|max| {
         if let Some(n) = proxy.limit.note_refusal() {
@@ -187,11 +236,9 @@ async fn try_work_conn(
         })?;
     EngineStats::add(&shared.stats.work_conns, 1);
     EngineStats::add(&shared.stats.active, 1);
-    let metrics = shared.metrics.shard(shard);
-    metrics
-        .conn(Role::Proxy, proxy.index)
-        .handshake(started.elapsed());
-    metrics.opened(Role::Proxy, proxy.index);
+    let (metrics, counters) = (shared.metrics.shard(shard), proxy.metrics.shard(shard));
+    counters.handshake(started.elapsed());
+    metrics.opened(counters);
     let key = proxy.key.as_ref();
     let (c, e) = (proxy.cfg.use_compression, key);
     let stats = join(
@@ -207,15 +254,19 @@ async fn try_work_conn(
     EngineStats::sub(&shared.stats.active, 1);
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
-    metrics.closed(Role::Proxy, proxy.index, stats.a_to_b, stats.b_to_a);
+    metrics.closed(counters, stats.a_to_b, stats.b_to_a);
     if let Some(err) = stats.error {
         log::debug!("[{name}] work connection ended: {err}");
     }
     Ok(())
 }
 
-async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc<Link>) {
-    let v = &shared.visitors[vi];
+async fn visitor_listener(
+    shard: usize,
+    v: Arc<VisitorRuntime>,
+    shared: Arc<Shared>,
+    link: Rc<Link>,
+) {
     let addr = format!("{}:{}", v.cfg.bind_addr, v.cfg.bind_port);
     let listener = loop {
         match super::transport::resolve(&addr).and_then(|sa| {
@@ -253,8 +304,14 @@ async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc
                     );
                     failing = 0;
                 }
-                glommio::spawn_local(visitor_conn(shard, shared.clone(), vi, link.clone(), user))
-                    .detach();
+                glommio::spawn_local(visitor_conn(
+                    shard,
+                    shared.clone(),
+                    v.clone(),
+                    link.clone(),
+                    user,
+                ))
+                .detach();
             }
             Err(e) => {
                 // EMFILE/ENFILE: back off rather than spin; the user waits in the backlog.
@@ -265,11 +322,7 @@ async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc
                     );
                 }
                 failing += 1;
-                shared
-                    .metrics
-                    .shard(shard)
-                    .conn(Role::Visitor, vi)
-                    .error("accept");
+                v.metrics.shard(shard).error("accept");
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }
@@ -279,21 +332,16 @@ async fn visitor_listener(shard: usize, vi: usize, shared: Arc<Shared>, link: Rc
 async fn visitor_conn(
     shard: usize,
     shared: Arc<Shared>,
-    vi: usize,
+    v: Arc<VisitorRuntime>,
     link: Rc<Link>,
     user: glommio::net::TcpStream,
 ) {
-    let v = &shared.visitors[vi];
     let _ = user.set_nodelay(true);
     EngineStats::add(&shared.stats.visitor_conns, 1);
-    if let Err(e) = try_visitor_conn(shard, vi, &shared, v, &link, user).await {
+    if let Err(e) = try_visitor_conn(shard, &shared, &v, &link, user).await {
         EngineStats::add(&shared.stats.visitor_errors, 1);
         shared.record_error(&v.cfg.name, &e.to_string());
-        shared
-            .metrics
-            .shard(shard)
-            .conn(Role::Visitor, vi)
-            .error(e.kind());
+        v.metrics.shard(shard).error(e.kind());
         if !matches!(e, ConnError::Limit(_)) {
             log::warn!("[{}] {e}", v.cfg.name);
         }
@@ -302,7 +350,6 @@ async fn visitor_conn(
 
 async fn try_visitor_conn(
     shard: usize,
-    vi: usize,
     shared: &Shared,
     v: &VisitorRuntime,
     link: &Link,
@@ -364,11 +411,9 @@ async fn try_visitor_conn(
         }
     }
     EngineStats::add(&shared.stats.active, 1);
-    let metrics = shared.metrics.shard(shard);
-    metrics
-        .conn(Role::Visitor, vi)
-        .handshake(accepted.elapsed());
-    metrics.opened(Role::Visitor, vi);
+    let (metrics, counters) = (shared.metrics.shard(shard), v.metrics.shard(shard));
+    counters.handshake(accepted.elapsed());
+    metrics.opened(counters);
     let key = v.key.as_ref();
     let c = v.cfg.use_compression;
     let stats = join(
@@ -384,7 +429,7 @@ async fn try_visitor_conn(
     EngineStats::sub(&shared.stats.active, 1);
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
-    metrics.closed(Role::Visitor, vi, stats.a_to_b, stats.b_to_a);
+    metrics.closed(counters, stats.a_to_b, stats.b_to_a);
     if let Some(err) = stats.error {
         log::debug!("[{}] visitor connection ended: {err}", v.cfg.name);
     }

@@ -5,10 +5,10 @@
 use super::limits::ConnLimit;
 use crate::codec::CipherKey;
 use crate::config::{ClientConfig, StcpProxyConfig, StcpVisitorConfig};
-use crate::metrics::{Metrics, SessionState};
+use crate::metrics::{ConnSlots, Metrics, Role, SessionState};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// A configured stcp proxy (server role) with its derived work-leg key.
@@ -18,8 +18,8 @@ pub struct ProxyRuntime {
     pub wire_name: String,
     /// The work leg is encrypted with the token when useEncryption is on.
     pub key: Option<CipherKey>,
-    /// Position in the config (the metrics index).
-    pub index: usize,
+    /// Its counters (kept by name across reloads).
+    pub metrics: Arc<ConnSlots>,
     /// `transport.maxConnections` / `--max-conns-per-proxy`.
     pub limit: ConnLimit,
 }
@@ -32,6 +32,17 @@ pub struct VisitorRuntime {
     pub key: Option<CipherKey>,
     /// `transport.maxConnections` / `--max-conns-per-visitor`.
     pub limit: ConnLimit,
+    /// Its counters (kept by name across reloads).
+    pub metrics: Arc<ConnSlots>,
+}
+
+/// The proxies and visitors in force. A reload installs a new snapshot; an entry whose
+/// config did not change is carried over as the same `Arc`, which is how the shards and
+/// the control tell "unchanged" (leave it alone) from "changed" (restart it).
+#[derive(Default)]
+pub struct Sets {
+    pub proxies: HashMap<String, Arc<ProxyRuntime>>,
+    pub visitors: HashMap<String, Arc<VisitorRuntime>>,
 }
 
 /// Counters for logs, status and the bench.
@@ -60,9 +71,13 @@ impl EngineStats {
 }
 
 pub struct Shared {
+    /// The config the engine started with. Its common section is what runs (a reload
+    /// does not change it, as in frpc); its proxy/visitor lists are only the initial
+    /// ones: [`Shared::sets`] has those in force.
     pub cfg: ClientConfig,
-    pub proxies: HashMap<String, ProxyRuntime>,
-    pub visitors: Vec<VisitorRuntime>,
+    sets: RwLock<Arc<Sets>>,
+    /// Encrypts a proxy's work leg (frp uses the token for it).
+    token_key: CipherKey,
     /// The run id of the current login; empty while logged out.
     run_id: RwLock<String>,
     /// Per proxy: "" once frps accepted it, else the last error.
@@ -89,55 +104,93 @@ pub fn target_proxy_name(user: &str, server_user: &str, server_name: &str) -> St
 impl Shared {
     /// `shards`: how many data shards will count into [`Shared::metrics`].
     pub fn new(cfg: ClientConfig, shards: usize) -> Shared {
-        let token_key = CipherKey::derive(cfg.auth.token.as_bytes());
-        let proxies = cfg
-            .proxies
-            .iter()
-            .enumerate()
-            .map(|(index, p)| {
-                let wire_name = if cfg.user.is_empty() {
-                    p.name.clone()
-                } else {
-                    format!("{}.{}", cfg.user, p.name)
-                };
-                let rt = ProxyRuntime {
-                    cfg: p.clone(),
-                    wire_name,
-                    key: p.use_encryption.then(|| token_key.clone()),
-                    index,
-                    limit: ConnLimit::new(p.max_connections),
-                };
-                (p.name.clone(), rt)
-            })
-            .collect();
-        let visitors = cfg
-            .visitors
-            .iter()
-            .map(|v| VisitorRuntime {
-                cfg: v.clone(),
-                target: target_proxy_name(&cfg.user, &v.server_user, &v.server_name),
-                key: v
-                    .use_encryption
-                    .then(|| CipherKey::derive(v.secret_key.as_bytes())),
-                limit: ConnLimit::new(v.max_connections),
-            })
-            .collect();
-        let metrics = Metrics::new(
-            cfg.proxies.iter().map(|p| p.name.clone()).collect(),
-            cfg.visitors.iter().map(|v| v.name.clone()).collect(),
-            shards,
-        );
-        Shared {
-            cfg,
-            proxies,
-            visitors,
+        let shared = Shared {
+            token_key: CipherKey::derive(cfg.auth.token.as_bytes()),
+            sets: RwLock::new(Arc::new(Sets::default())),
             run_id: RwLock::new(String::new()),
             proxy_status: Mutex::new(HashMap::new()),
             last_errors: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
-            metrics,
+            metrics: Metrics::new(shards),
             stopping: AtomicBool::new(false),
+            cfg,
+        };
+        let (proxies, visitors) = (shared.cfg.proxies.clone(), shared.cfg.visitors.clone());
+        shared.install_sets(&proxies, &visitors);
+        shared
+    }
+
+    /// The proxies and visitors in force now.
+    pub fn sets(&self) -> Arc<Sets> {
+        self.sets.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs new proxy/visitor lists (start and reload). Entries whose config is
+    /// unchanged keep their runtime (same `Arc`: same limit, same open relays); new or
+    /// changed ones get a fresh one. Returns the sets that were in force before.
+    pub fn install_sets(
+        &self,
+        proxies: &[StcpProxyConfig],
+        visitors: &[StcpVisitorConfig],
+    ) -> Arc<Sets> {
+        let mut guard = self.sets.write().unwrap_or_else(|e| e.into_inner());
+        let old = guard.clone();
+        let mut next = Sets::default();
+        for p in proxies {
+            let rt = match old.proxies.get(&p.name) {
+                Some(rt) if rt.cfg == *p => rt.clone(),
+                _ => Arc::new(self.proxy_runtime(p)),
+            };
+            next.proxies.insert(p.name.clone(), rt);
         }
+        for v in visitors {
+            let rt = match old.visitors.get(&v.name) {
+                Some(rt) if rt.cfg == *v => rt.clone(),
+                _ => Arc::new(self.visitor_runtime(v)),
+            };
+            next.visitors.insert(v.name.clone(), rt);
+        }
+        *guard = Arc::new(next);
+        old
+    }
+
+    fn proxy_runtime(&self, p: &StcpProxyConfig) -> ProxyRuntime {
+        let user = &self.cfg.user;
+        ProxyRuntime {
+            cfg: p.clone(),
+            wire_name: if user.is_empty() {
+                p.name.clone()
+            } else {
+                format!("{user}.{}", p.name)
+            },
+            key: p.use_encryption.then(|| self.token_key.clone()),
+            metrics: self.metrics.register(Role::Proxy, &p.name),
+            limit: ConnLimit::new(p.max_connections),
+        }
+    }
+
+    fn visitor_runtime(&self, v: &StcpVisitorConfig) -> VisitorRuntime {
+        VisitorRuntime {
+            cfg: v.clone(),
+            target: target_proxy_name(&self.cfg.user, &v.server_user, &v.server_name),
+            key: v
+                .use_encryption
+                .then(|| CipherKey::derive(v.secret_key.as_bytes())),
+            limit: ConnLimit::new(v.max_connections),
+            metrics: self.metrics.register(Role::Visitor, &v.name),
+        }
+    }
+
+    /// The started config with the proxy/visitor lists in force (what a reload compares
+    /// the file against).
+    pub fn current_config(&self) -> ClientConfig {
+        let sets = self.sets();
+        let mut cfg = self.cfg.clone();
+        cfg.proxies = sets.proxies.values().map(|p| p.cfg.clone()).collect();
+        cfg.visitors = sets.visitors.values().map(|v| v.cfg.clone()).collect();
+        cfg.proxies.sort_by(|a, b| a.name.cmp(&b.name));
+        cfg.visitors.sort_by(|a, b| a.name.cmp(&b.name));
+        cfg
     }
 
     pub fn run_id(&self) -> String {
@@ -152,7 +205,7 @@ impl Shared {
 
     /// The proxy a StartWorkConn names: strip exactly one `user.` prefix (frp's
     /// `StripUserPrefix`).
-    pub fn proxy_for_wire_name(&self, wire: &str) -> Option<&ProxyRuntime> {
+    pub fn proxy_for_wire_name(&self, wire: &str) -> Option<Arc<ProxyRuntime>> {
         let user = &self.cfg.user;
         let name = if user.is_empty() {
             wire
@@ -161,7 +214,7 @@ impl Shared {
                 .and_then(|r| r.strip_prefix('.'))
                 .unwrap_or(wire)
         };
-        self.proxies.get(name)
+        self.sets().proxies.get(name).cloned()
     }
 
     /// Waits (polling; this only runs while logged out) until a run id is known.
@@ -179,9 +232,23 @@ impl Shared {
         }
     }
 
+    /// A proxy was removed or changed: its NewProxyResp no longer describes it.
+    pub fn forget_proxy_status(&self, name: &str) {
+        if let Ok(mut st) = self.proxy_status.lock() {
+            st.remove(name);
+        }
+    }
+
     pub fn record_error(&self, name: &str, error: &str) {
         if let Ok(mut m) = self.last_errors.lock() {
             m.insert(name.to_string(), error.to_string());
+        }
+    }
+
+    /// A visitor was removed: its last error no longer describes anything.
+    pub fn forget_error(&self, name: &str) {
+        if let Ok(mut m) = self.last_errors.lock() {
+            m.remove(name);
         }
     }
 

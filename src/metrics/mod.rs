@@ -9,6 +9,7 @@ pub mod http;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Error kinds counted per proxy/visitor: `ConnError::kind()` plus the engine's own
@@ -84,33 +85,50 @@ impl ConnMetrics {
     }
 }
 
-/// One shard's counters. Aligned so that two shards' gauges never share a cache line.
-#[repr(align(128))]
-pub struct ShardMetrics {
-    active: AtomicU64,
-    proxies: Vec<ConnMetrics>,
-    visitors: Vec<ConnMetrics>,
+/// One proxy's or visitor's counters: a copy per shard, each on its own cache lines, so
+/// a core only ever writes its own copy.
+pub struct ConnSlots {
+    per_shard: Box<[PaddedConn]>,
 }
 
-impl ShardMetrics {
-    pub fn conn(&self, role: Role, index: usize) -> &ConnMetrics {
-        match role {
-            Role::Proxy => &self.proxies[index],
-            Role::Visitor => &self.visitors[index],
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedConn(ConnMetrics);
+
+impl ConnSlots {
+    fn new(shards: usize) -> ConnSlots {
+        ConnSlots {
+            per_shard: (0..shards).map(|_| PaddedConn::default()).collect(),
         }
     }
 
-    /// A relay started (after its handshake).
-    pub fn opened(&self, role: Role, index: usize) {
-        let c = self.conn(role, index);
+    /// This proxy's/visitor's counters on shard `i`.
+    pub fn shard(&self, i: usize) -> &ConnMetrics {
+        &self.per_shard[i % self.per_shard.len()].0
+    }
+
+    fn sum(&self, f: impl Fn(&ConnMetrics) -> u64) -> u64 {
+        self.per_shard.iter().map(|c| f(&c.0)).sum()
+    }
+}
+
+/// One shard's own gauge. Aligned so that two shards' gauges never share a cache line.
+#[repr(align(128))]
+pub struct ShardMetrics {
+    active: AtomicU64,
+}
+
+impl ShardMetrics {
+    /// A relay of `c` (this shard's copy of a proxy's/visitor's counters) started, after
+    /// its handshake.
+    pub fn opened(&self, c: &ConnMetrics) {
         c.active.fetch_add(1, Relaxed);
         c.total.fetch_add(1, Relaxed);
         self.active.fetch_add(1, Relaxed);
     }
 
-    /// A relay ended, having moved these bytes.
-    pub fn closed(&self, role: Role, index: usize, to_server: u64, from_server: u64) {
-        let c = self.conn(role, index);
+    /// A relay of `c` ended, having moved these bytes.
+    pub fn closed(&self, c: &ConnMetrics, to_server: u64, from_server: u64) {
         c.active.fetch_sub(1, Relaxed);
         c.bytes_to_server.fetch_add(to_server, Relaxed);
         c.bytes_from_server.fetch_add(from_server, Relaxed);
@@ -128,53 +146,65 @@ pub struct SessionState {
     pub logins: u64,
 }
 
-/// Every counter of one engine.
+/// One series set: a proxy or visitor by name.
+struct Series {
+    role: Role,
+    name: String,
+    slots: Arc<ConnSlots>,
+}
+
+/// Every counter of one engine. Series are keyed by (role, name) and never removed, so a
+/// reload that removes a proxy keeps its counters (Prometheus counters must not go
+/// backwards) and one that brings a name back continues them.
 pub struct Metrics {
-    proxy_names: Vec<String>,
-    visitor_names: Vec<String>,
+    series: Mutex<Vec<Series>>,
     shards: Vec<ShardMetrics>,
 }
 
 impl Metrics {
-    pub fn new(proxy_names: Vec<String>, visitor_names: Vec<String>, shards: usize) -> Metrics {
-        let shards = (0..shards.max(1))
-            .map(|_| ShardMetrics {
-                active: AtomicU64::new(0),
-                proxies: proxy_names.iter().map(|_| ConnMetrics::default()).collect(),
-                visitors: visitor_names
-                    .iter()
-                    .map(|_| ConnMetrics::default())
-                    .collect(),
-            })
-            .collect();
+    pub fn new(shards: usize) -> Metrics {
         Metrics {
-            proxy_names,
-            visitor_names,
-            shards,
+            series: Mutex::new(Vec::new()),
+            shards: (0..shards.max(1))
+                .map(|_| ShardMetrics {
+                    active: AtomicU64::new(0),
+                })
+                .collect(),
         }
+    }
+
+    /// The counters of the proxy or visitor called `name`, created on first use.
+    pub fn register(&self, role: Role, name: &str) -> Arc<ConnSlots> {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = series.iter().find(|s| s.role == role && s.name == name) {
+            return s.slots.clone();
+        }
+        let slots = Arc::new(ConnSlots::new(self.shards.len()));
+        series.push(Series {
+            role,
+            name: name.to_string(),
+            slots: slots.clone(),
+        });
+        slots
     }
 
     pub fn shard(&self, i: usize) -> &ShardMetrics {
         &self.shards[i % self.shards.len()]
     }
 
-    /// Sum of one counter over the shards, per (role, index).
-    fn sum(&self, role: Role, index: usize, f: impl Fn(&ConnMetrics) -> u64) -> u64 {
-        self.shards.iter().map(|s| f(s.conn(role, index))).sum()
+    /// The `index`-th registered series of `role` (registration order: the config's
+    /// order at start, then names added by reloads).
+    fn nth(&self, role: Role, index: usize) -> Option<Arc<ConnSlots>> {
+        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series
+            .iter()
+            .filter(|s| s.role == role)
+            .nth(index)
+            .map(|s| s.slots.clone())
     }
 
-    fn series(&self) -> impl Iterator<Item = (Role, usize, &str)> {
-        let p = self
-            .proxy_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (Role::Proxy, i, n.as_str()));
-        let v = self
-            .visitor_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (Role::Visitor, i, n.as_str()));
-        p.chain(v)
+    fn sum(&self, role: Role, index: usize, f: impl Fn(&ConnMetrics) -> u64) -> u64 {
+        self.nth(role, index).map(|s| s.sum(f)).unwrap_or(0)
     }
 
     /// Total open relays of one proxy or visitor over all shards.
@@ -198,6 +228,15 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, session: &SessionState) -> String {
         let mut out = String::with_capacity(4096);
+        // Proxies first, then visitors, each in registration order.
+        let all: Vec<(Role, String, Arc<ConnSlots>)> = {
+            let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            [Role::Proxy, Role::Visitor]
+                .into_iter()
+                .flat_map(|r| series.iter().filter(move |s| s.role == r))
+                .map(|s| (s.role, s.name.clone(), s.slots.clone()))
+                .collect()
+        };
         let simple: [(&str, &str, &str, fn(&ConnMetrics) -> u64); 3] = [
             (
                 "stcp_connections_active",
@@ -220,9 +259,9 @@ impl Metrics {
         ];
         for (name, ty, help, f) in simple {
             header(&mut out, name, ty, help);
-            for (role, i, n) in self.series() {
-                let v = self.sum(role, i, f);
-                let _ = writeln!(out, "{name}{{{}}} {v}", labels(role, n));
+            for (role, n, slots) in &all {
+                let v = slots.sum(f);
+                let _ = writeln!(out, "{name}{{{}}} {v}", labels(*role, n));
             }
         }
         header(
@@ -231,10 +270,10 @@ impl Metrics {
             "counter",
             "Payload bytes of ended connections, by direction relative to frps.",
         );
-        for (role, i, n) in self.series() {
-            let to = self.sum(role, i, |c| c.bytes_to_server.load(Relaxed));
-            let from = self.sum(role, i, |c| c.bytes_from_server.load(Relaxed));
-            let l = labels(role, n);
+        for (role, n, slots) in &all {
+            let to = slots.sum(|c| c.bytes_to_server.load(Relaxed));
+            let from = slots.sum(|c| c.bytes_from_server.load(Relaxed));
+            let l = labels(*role, n);
             let _ = writeln!(out, "stcp_bytes_total{{{l},direction=\"to_server\"}} {to}");
             let _ = writeln!(
                 out,
@@ -247,13 +286,13 @@ impl Metrics {
             "counter",
             "Connections that failed, by kind (limit: refused by a connection limit).",
         );
-        for (role, i, n) in self.series() {
+        for (role, n, slots) in &all {
             for (k, kind) in ERROR_KINDS.iter().enumerate() {
-                let v = self.sum(role, i, |c| c.errors[k].load(Relaxed));
+                let v = slots.sum(|c| c.errors[k].load(Relaxed));
                 let _ = writeln!(
                     out,
                     "stcp_connection_errors_total{{{},kind=\"{kind}\"}} {v}",
-                    labels(role, n)
+                    labels(*role, n)
                 );
             }
         }
@@ -263,20 +302,18 @@ impl Metrics {
             "histogram",
             "Visitor: user accept to NewVisitorConnResp. Proxy: StartWorkConn to local dial done.",
         );
-        for (role, i, n) in self.series() {
-            let l = labels(role, n);
+        for (role, n, slots) in &all {
+            let l = labels(*role, n);
             let mut cumulative = 0;
             for (b, le) in HANDSHAKE_BUCKETS.iter().enumerate() {
-                cumulative += self.sum(role, i, |c| c.handshake_buckets[b].load(Relaxed));
+                cumulative += slots.sum(|c| c.handshake_buckets[b].load(Relaxed));
                 let _ = writeln!(
                     out,
                     "stcp_handshake_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}"
                 );
             }
-            cumulative += self.sum(role, i, |c| {
-                c.handshake_buckets[HANDSHAKE_BUCKETS.len()].load(Relaxed)
-            });
-            let micros = self.sum(role, i, |c| c.handshake_micros.load(Relaxed));
+            cumulative += slots.sum(|c| c.handshake_buckets[HANDSHAKE_BUCKETS.len()].load(Relaxed));
+            let micros = slots.sum(|c| c.handshake_micros.load(Relaxed));
             let _ = writeln!(
                 out,
                 "stcp_handshake_seconds_bucket{{{l},le=\"+Inf\"}} {cumulative}"
@@ -340,17 +377,16 @@ mod tests {
 
     #[test]
     fn sums_shards_and_renders_cumulative_buckets() {
-        let m = Metrics::new(vec!["ssh".into()], vec!["v\"1".into()], 2);
-        m.shard(0).opened(Role::Proxy, 0);
-        m.shard(1).opened(Role::Proxy, 0);
-        m.shard(1).closed(Role::Proxy, 0, 10, 20);
-        m.shard(0).conn(Role::Visitor, 0).error("timeout");
-        m.shard(0)
-            .conn(Role::Visitor, 0)
-            .handshake(Duration::from_millis(3));
-        m.shard(1)
-            .conn(Role::Visitor, 0)
-            .handshake(Duration::from_secs(60));
+        let m = Metrics::new(2);
+        let ssh = m.register(Role::Proxy, "ssh");
+        let v = m.register(Role::Visitor, "v\"1");
+        assert!(Arc::ptr_eq(&ssh, &m.register(Role::Proxy, "ssh")));
+        m.shard(0).opened(ssh.shard(0));
+        m.shard(1).opened(ssh.shard(1));
+        m.shard(1).closed(ssh.shard(1), 10, 20);
+        v.shard(0).error("timeout");
+        v.shard(0).handshake(Duration::from_millis(3));
+        v.shard(1).handshake(Duration::from_secs(60));
         let text = m.render(&SessionState {
             logged_in: true,
             logins: 2,
