@@ -203,6 +203,13 @@ async fn try_work_conn(
         {
             return Ok(()); // Its control is gone; the next login asks for new ones.
         }
+        // The connection (or yamux session) under an idle pooled work connection died:
+        // frps went away or was restarted. The control logs that once; a warning per
+        // pooled connection would only repeat it.
+        Err(e @ (ConnError::Io(_) | ConnError::Eof(_))) => {
+            log::debug!("idle work connection closed before StartWorkConn: {e}");
+            return Ok(());
+        }
         Err(e) => return Err(e),
     };
     if !start.error.is_empty() {

@@ -383,6 +383,10 @@ impl Inner {
     }
 }
 
+/// Receive buffer a stream borrows from the pool when data arrives for it (it grows
+/// beyond this only while its reader lags).
+const RECV_BUF_FROM_POOL: usize = 64 * 1024;
+
 /// Where the reader is in the inbound byte stream.
 enum Rx {
     Header,
@@ -421,6 +425,11 @@ fn process(
                     // Checked against the whole frame up front.
                     c.recv_window = c.recv_window.saturating_sub(n as u32);
                     if !c.dropped {
+                        if c.buf.capacity() == 0 {
+                            // Drained streams hold no buffer; borrow one from the
+                            // shard's pool rather than growing a fresh one.
+                            c.buf = crate::conn::pool::take_deque(RECV_BUF_FROM_POOL);
+                        }
                         c.buf.extend(&buf[*pos..*pos + n]);
                         if let Some(w) = c.read_waker.take() {
                             w.wake();
@@ -549,7 +558,8 @@ async fn writer_task<T: AsyncWrite + Unpin>(inner: Rc<Inner>, io: Rc<RefCell<T>>
             // Take the whole batch; streams waiting for room fill the next one meanwhile.
             let mut st = inner.st.borrow_mut();
             std::mem::swap(&mut st.out, &mut buf);
-            for core in std::mem::take(&mut st.space_waiters) {
+            // Drained in place: the list keeps its capacity (no allocation per batch).
+            for core in st.space_waiters.drain(..) {
                 let mut c = core.borrow_mut();
                 c.waiting_space = false;
                 if let Some(w) = c.write_waker.take() {

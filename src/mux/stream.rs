@@ -10,9 +10,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// A drained receive buffer bigger than this is freed, so idle streams stay small.
-const KEEP_RECV_CAPACITY: usize = 256 * 1024;
-
 /// hashicorp's `streamState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamState {
@@ -176,8 +173,9 @@ impl AsyncRead for Stream {
         }
         if !c.buf.is_empty() {
             let n = c.buf.read(out).unwrap_or(0);
-            if c.buf.is_empty() && c.buf.capacity() > KEEP_RECV_CAPACITY {
-                c.buf = VecDeque::new();
+            if c.buf.is_empty() {
+                // Idle streams hold no buffer; the next data borrows one again.
+                crate::conn::pool::give_deque(std::mem::take(&mut c.buf));
             }
             if st.closed.is_none() && c.state != StreamState::Closed {
                 st.send_window_update(&mut c, this.sess.cfg.max_stream_window);
