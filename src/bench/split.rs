@@ -119,7 +119,17 @@ impl SplitChain {
         );
         for (role, text) in [("server", server), ("visitor", visitor)] {
             let path = chain.dir.join(format!("{role}.toml"));
-            std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+            // 0600 from the start: the file holds the token (the engine warns otherwise).
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| format!("write {}: {e}", path.display()))?;
             let mut args = cores_args.clone();
             args.extend(["-c".to_string(), path.display().to_string()]);
             chain.procs.push(spawn(role, args)?);

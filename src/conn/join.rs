@@ -25,12 +25,15 @@ const CHUNKS_PER_POLL: usize = 16;
 /// removed (`open`: decrypt, then decompress), then the outgoing leg's layers are added
 /// (`seal`: compress, then encrypt). The engine uses one of the two; the embedded relay,
 /// which terminates both legs like frps, uses both.
+///
+/// The layers are boxed: a snappy encoder alone is 2 KiB (its hash table), and every
+/// idle relay's future would carry that inline, twice, even with no layer in use.
 #[derive(Default)]
 pub struct Transform {
-    decrypt: Option<DecryptStream>,
-    decompress: Option<SnappyDecoder>,
-    compress: Option<SnappyEncoder>,
-    encrypt: Option<EncryptStream>,
+    decrypt: Option<Box<DecryptStream>>,
+    decompress: Option<Box<SnappyDecoder>>,
+    compress: Option<Box<SnappyEncoder>>,
+    encrypt: Option<Box<EncryptStream>>,
 }
 
 impl Transform {
@@ -42,8 +45,8 @@ impl Transform {
     /// For bytes going out onto an frp work/visitor stream.
     pub fn seal(key: Option<&CipherKey>, compress: bool) -> Transform {
         Transform {
-            compress: compress.then(SnappyEncoder::new),
-            encrypt: key.map(EncryptStream::new),
+            compress: compress.then(|| Box::new(SnappyEncoder::new())),
+            encrypt: key.map(|k| Box::new(EncryptStream::new(k))),
             ..Transform::default()
         }
     }
@@ -51,8 +54,8 @@ impl Transform {
     /// For bytes coming in from an frp work/visitor stream.
     pub fn open(key: Option<&CipherKey>, compress: bool) -> Transform {
         Transform {
-            decrypt: key.map(DecryptStream::new),
-            decompress: compress.then(SnappyDecoder::new),
+            decrypt: key.map(|k| Box::new(DecryptStream::new(k))),
+            decompress: compress.then(|| Box::new(SnappyDecoder::new())),
             ..Transform::default()
         }
     }

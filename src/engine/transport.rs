@@ -128,8 +128,10 @@ impl Link {
 
     /// A new frp connection: a yamux stream, or a fresh TCP connection without tcpMux.
     pub async fn open(&self) -> Result<Box<dyn Io>, ConnError> {
+        // The dial (TCP, then maybe a TLS handshake) is a large future; boxed, it does
+        // not sit inline in every relay's task for the connection's whole life.
         if !self.cfg.tcp_mux {
-            return dial_frps(&self.cfg).await;
+            return Box::pin(dial_frps(&self.cfg)).await;
         }
         let session = self.session().await?;
         // open() waits while frps leaves our SYNs unacknowledged (a black-holed peer).
@@ -166,7 +168,7 @@ impl Link {
         if let Some(s) = self.live_session() {
             return Ok(s);
         }
-        let io = dial_frps(&self.cfg).await?;
+        let io = Box::pin(dial_frps(&self.cfg)).await?;
         let s = Session::new(io, Mode::Client, self.cfg.mux.clone());
         *self.session.borrow_mut() = Some(s.clone());
         Ok(s)
