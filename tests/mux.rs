@@ -905,3 +905,46 @@ fn replay_mux_plain_server() {
 fn replay_mux_plain_visitor() {
     replay("mux-plain-visitor");
 }
+
+/// Open/close timeouts of streams that ended normally must not pile up until they come
+/// due (75 s / 5 min): a gateway churning thousands of streams a second would hold
+/// hundreds of thousands of entries.
+#[test]
+fn churned_streams_leave_no_timeout_entries_behind() {
+    run(30, || async {
+        // TCP_NODELAY as the engine sets it (else each exchange waits a delayed ACK).
+        let (a, b) = tcp_pair().await;
+        a.set_nodelay(true).unwrap();
+        b.set_nodelay(true).unwrap();
+        let srv = Session::new(a, Mode::Server, quiet());
+        let cli = Session::new(b, Mode::Client, quiet());
+        let server = glommio::spawn_local(async move {
+            for _ in 0..3000 {
+                let mut s = srv.accept().await.unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).await.unwrap();
+                s.write_all(&b).await.unwrap();
+                s.close().await.unwrap();
+            }
+            srv
+        });
+        for i in 0..3000u32 {
+            let mut s = cli.open().await.unwrap();
+            s.write_all(&[i as u8]).await.unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(b[0], i as u8);
+            s.close().await.unwrap();
+        }
+        let srv = server.await;
+        sleep(Duration::from_millis(50)).await;
+        for (who, s) in [("client", &cli), ("server", &srv)] {
+            assert!(
+                s.timeout_entries() <= 2 * s.num_streams() + 64,
+                "{who}: {} timeout entries for {} live streams after 3000 streams",
+                s.timeout_entries(),
+                s.num_streams()
+            );
+        }
+    });
+}

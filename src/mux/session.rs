@@ -176,6 +176,19 @@ impl State {
                 }
             }
             self.close_timeouts.push_back((Instant::now() + d, id));
+            if self.close_timeouts.len() >= 2 * self.streams.len() + 64 {
+                // Entries of streams that closed normally are only dropped when they
+                // come due (5 min): under churn that is ~R x 300 entries. Drop them
+                // now, amortised: at most one entry per live stream survives.
+                let streams = &self.streams;
+                // A stream borrowed right now is the caller's own: keep its entry.
+                self.close_timeouts.retain(|(_, id)| {
+                    streams.get(id).is_some_and(|c| {
+                        c.try_borrow()
+                            .map_or(true, |c| c.state == StreamState::LocalClose)
+                    })
+                });
+            }
         }
     }
 
@@ -187,6 +200,16 @@ impl State {
                 }
             }
             self.open_timeouts.push_back((Instant::now() + d, id));
+            if self.open_timeouts.len() >= 2 * self.streams.len() + 64 {
+                // Acknowledged streams' entries would otherwise wait 75 s (see above).
+                let streams = &self.streams;
+                self.open_timeouts.retain(|(_, id)| {
+                    streams.get(id).is_some_and(|c| {
+                        c.try_borrow()
+                            .map_or(true, |c| c.inflight && c.state == StreamState::SynSent)
+                    })
+                });
+            }
         }
     }
 
@@ -947,5 +970,12 @@ impl Session {
     /// ones still waiting for the peer's FIN.
     pub fn num_streams(&self) -> usize {
         self.inner.st.borrow().streams.len()
+    }
+
+    /// Pending stream open/close timeout entries (bounded by about twice the live
+    /// streams plus 64, however many streams came and went).
+    pub fn timeout_entries(&self) -> usize {
+        let st = self.inner.st.borrow();
+        st.open_timeouts.len() + st.close_timeouts.len()
     }
 }
