@@ -10,6 +10,7 @@
 //! * [`engine`] – the control executor and the per-core shards (both STCP roles).
 //! * [`relay`]  – the embedded frps-compatible relay (STCP subset of frps).
 //! * [`admin`]  – frpc's admin API (`webServer`: status, reload, stop) and its commands.
+//! * [`serve_thread`] – the blocking accept thread under the admin API and the metrics.
 //! * [`bench`]  – load generation and measurement; [`demo`] runs everything in one process.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod mux;
 pub mod proto;
 pub mod relay;
+pub mod serve_thread;
 pub mod signals;
 pub mod sys;
 pub mod tls;

@@ -6,9 +6,9 @@
 use super::status::StatusResp;
 use crate::config::WebServerConfig;
 use crate::proto::constant_time_eq;
+use crate::serve_thread::ServeThread;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,11 +35,7 @@ pub trait AdminBackend: Send + Sync + 'static {
 }
 
 /// The running server; dropping it stops the thread and closes the port.
-pub struct AdminServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+pub struct AdminServer(ServeThread);
 
 impl AdminServer {
     /// Binds `webServer.addr:port` (port 0 picks a free one, for tests).
@@ -57,58 +53,22 @@ impl AdminServer {
             .ok_or_else(|| format!("webServer address {want} resolves to nothing"))?;
         let listener =
             TcpListener::bind(sa).map_err(|e| format!("admin server: listen on {want}: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("admin server: {e}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
         let auth = Auth {
             user: web.user.clone(),
             password: web.password.clone(),
         };
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("admin-api".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(conn) = conn {
-                        if let Err(e) = serve_one(conn, &auth, backend.as_ref()) {
-                            log::debug!("admin API connection: {e}");
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("admin server thread: {e}"))?;
-        log::info!("admin API listening on {addr}");
-        Ok(AdminServer {
-            addr,
-            stop,
-            thread: Some(thread),
+        let server = ServeThread::spawn(listener, "admin-api", move |conn| {
+            if let Err(e) = serve_one(conn, &auth, backend.as_ref()) {
+                log::debug!("admin API connection: {e}");
+            }
         })
+        .map_err(|e| format!("admin server thread: {e}"))?;
+        log::info!("admin API listening on {}", server.addr());
+        Ok(AdminServer(server))
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.addr()
     }
 }
 

@@ -435,12 +435,7 @@ fn sync_proxies(
     outbox: &async_channel::Sender<Message>,
 ) {
     let now = shared.sets();
-    let mut removed: Vec<String> = registered
-        .iter()
-        .filter(|(name, old)| !now.proxies.get(*name).is_some_and(|p| Arc::ptr_eq(p, old)))
-        .map(|(name, _)| name.clone())
-        .collect();
-    removed.sort();
+    let removed = super::state::replaced_names(registered, &now.proxies);
     for name in &removed {
         if let Some(old) = registered.remove(name) {
             let _ = outbox.try_send(Message::CloseProxy(CloseProxy {
@@ -452,13 +447,7 @@ fn sync_proxies(
     if !removed.is_empty() {
         log::info!("proxy removed: [{}]", removed.join(" "));
     }
-    let mut added: Vec<String> = now
-        .proxies
-        .keys()
-        .filter(|name| !registered.contains_key(*name))
-        .cloned()
-        .collect();
-    added.sort();
+    let added = super::state::replaced_names(&now.proxies, registered);
     for name in &added {
         let p = now.proxies[name].clone();
         let _ = outbox.try_send(Message::NewProxy(new_proxy_msg(&p)));

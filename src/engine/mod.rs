@@ -84,23 +84,8 @@ impl EngineControl {
         let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let before = self.shared.install_sets(proxies, visitors);
         let now = self.shared.sets();
-        let mut gone: Vec<&String> = before
-            .visitors
-            .iter()
-            .filter(|(n, old)| !now.visitors.get(*n).is_some_and(|v| Arc::ptr_eq(v, old)))
-            .map(|(n, _)| n)
-            .collect();
-        let mut new: Vec<&String> = now
-            .visitors
-            .iter()
-            .filter(|(n, v)| {
-                !before
-                    .visitors
-                    .get(*n)
-                    .is_some_and(|old| Arc::ptr_eq(v, old))
-            })
-            .map(|(n, _)| n)
-            .collect();
+        let gone = state::replaced_names(&before.visitors, &now.visitors);
+        let new = state::replaced_names(&now.visitors, &before.visitors);
         let _ = self.sync_tx.try_send(control::SyncProxies);
         let mut acks = Vec::new();
         for tx in &self.shard_txs {
@@ -117,19 +102,16 @@ impl EngineControl {
             }
         }
         for name in &gone {
-            if !now.visitors.contains_key(*name) {
+            if !now.visitors.contains_key(name) {
                 self.shared.forget_error(name);
             }
         }
         // frpc's wording (visitor.Manager.UpdateAll); a changed one is in both lines.
-        gone.sort();
-        new.sort();
-        let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
         if !gone.is_empty() {
-            log::info!("visitor removed: [{}]", list(&gone));
+            log::info!("visitor removed: [{}]", gone.join(" "));
         }
         if !new.is_empty() {
-            log::info!("visitor added: [{}]", list(&new));
+            log::info!("visitor added: [{}]", new.join(" "));
         }
     }
 }

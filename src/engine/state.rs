@@ -45,6 +45,18 @@ pub struct Sets {
     pub visitors: HashMap<String, Arc<VisitorRuntime>>,
 }
 
+/// The names in `a` that `b` lacks or holds another runtime for (removed or changed,
+/// seen from `a` to `b`), sorted, as frpc logs them.
+pub fn replaced_names<T>(a: &HashMap<String, Arc<T>>, b: &HashMap<String, Arc<T>>) -> Vec<String> {
+    let mut names: Vec<String> = a
+        .iter()
+        .filter(|(name, rt)| !b.get(*name).is_some_and(|other| Arc::ptr_eq(other, rt)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Counters for logs, status and the bench.
 #[derive(Default, Debug)]
 pub struct EngineStats {

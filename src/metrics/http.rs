@@ -2,10 +2,9 @@
 //! sockets: scrapes are rare and small, so it stays off the data-path executors and
 //! needs no web framework. One request per connection (`Connection: close`).
 
+use crate::serve_thread::ServeThread;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A slow or silent client holds the (single) server thread at most this long.
@@ -13,33 +12,11 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REQUEST: usize = 8 * 1024;
 
 /// The running endpoint; dropping it stops the thread and closes the port.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+pub struct MetricsServer(ServeThread);
 
 impl MetricsServer {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.addr()
     }
 }
 
@@ -54,35 +31,12 @@ pub fn serve(
             format!("cannot listen on {addr} for metrics: {e}"),
         )
     })?;
-    let addr = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                match conn {
-                    Ok(c) => {
-                        if let Err(e) = answer(c, &render) {
-                            log::debug!("metrics request failed: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: do not spin.
-                        log::warn!("metrics accept error: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-    Ok(MetricsServer {
-        addr,
-        stop,
-        thread: Some(thread),
+    ServeThread::spawn(listener, "metrics", move |c| {
+        if let Err(e) = answer(c, &render) {
+            log::debug!("metrics request failed: {e}");
+        }
     })
+    .map(MetricsServer)
 }
 
 fn answer(mut c: TcpStream, render: &impl Fn() -> String) -> std::io::Result<()> {
