@@ -35,6 +35,11 @@ struct Cli {
     /// Cap on live yamux streams on each shard's session to frps.
     #[arg(long, global = true, value_name = "N")]
     max_streams_per_session: Option<usize>,
+    /// Copy through user space even where both legs are plain TCP, instead of
+    /// splice(2) (for comparisons; sets STCP_ENGINE_SPLICE=off for this process and the
+    /// bench's child processes).
+    #[arg(long, global = true)]
+    no_splice: bool,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -101,6 +106,10 @@ struct RelayArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.no_splice {
+        // Before any thread starts: the engine reads it once, at its first relay.
+        std::env::set_var("STCP_ENGINE_SPLICE", "off");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

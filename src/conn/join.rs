@@ -287,6 +287,8 @@ pub struct JoinStats {
     pub b_to_a: u64,
     /// The first error, if a direction failed (EOF is not an error).
     pub error: Option<String>,
+    /// Of the bytes above, those that went socket -> pipe -> socket by splice(2).
+    pub spliced: u64,
 }
 
 struct Join<'a, A, B> {
@@ -339,5 +341,6 @@ pub async fn join<A: Io, B: Io>(
         a_to_b: ab.moved,
         b_to_a: ba.moved,
         error: result.err().map(|e| e.to_string()),
+        spliced: 0,
     }
 }

@@ -7,19 +7,38 @@ mod error;
 mod frames;
 mod join;
 pub mod pool;
+mod splice;
 mod wire;
 
 pub use control::{ControlReader, ControlWriter};
 pub use error::ConnError;
 pub use frames::{read_msg_timeout, write_msg, FrameReader};
 pub use join::{join, JoinStats, Transform};
+pub use splice::{join_fast, splice_enabled};
 pub use wire::{answer_client_hello, ClientHandshake, V2Crypto, Wire};
 
 use futures_lite::{AsyncRead, AsyncWrite};
+use std::any::Any;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Anything we can relay bytes over: TCP sockets, TLS streams, yamux streams.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// The socket's fd when this is a plain glommio TCP stream (no TLS, no yamux, no
+    /// buffering in between), so the relay may splice(2) it.
+    fn plain_tcp_fd(&self) -> Option<RawFd>;
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {
+    fn plain_tcp_fd(&self) -> Option<RawFd> {
+        let any = self as &dyn Any;
+        if let Some(tcp) = any.downcast_ref::<glommio::net::TcpStream>() {
+            return Some(tcp.as_raw_fd());
+        }
+        // A boxed stream: ask the stream inside (`**`, or this impl would call itself).
+        any.downcast_ref::<Box<dyn Io>>()
+            .and_then(|inner| (**inner).plain_tcp_fd())
+    }
+}
 
 /// Run `fut`, failing with `ConnError::Timeout(what)` after `dur`.
 pub async fn with_timeout<T>(

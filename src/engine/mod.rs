@@ -267,6 +267,9 @@ pub fn start_with(cfg: ClientConfig, opts: EngineOptions) -> Result<EngineHandle
             log::warn!("TLS to frps is on but the server certificate is NOT verified (as frpc without transport.tls.trustedCaFile): set transport.tls.trustedCaFile to verify it");
         }
     }
+    if !crate::conn::splice_enabled() {
+        log::info!("splice(2) is off (--no-splice / STCP_ENGINE_SPLICE=off): plain TCP legs are copied through user space");
+    }
     let shared = Arc::new(Shared::new(cfg, cpus.len()));
     let mut threads = Vec::new();
     let mut shard_txs = Vec::new();

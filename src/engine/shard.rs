@@ -5,7 +5,9 @@
 
 use super::state::{unix_now, EngineStats, ProxyRuntime, Shared, VisitorRuntime};
 use super::transport::{dial_tcp, DialConfig, Link};
-use crate::conn::{join, read_msg_timeout, with_timeout, ConnError, FrameReader, Transform, Wire};
+use crate::conn::{
+    join_fast, read_msg_timeout, with_timeout, ConnError, FrameReader, Transform, Wire,
+};
 use crate::proto::{auth_key, Message, NewVisitorConn, NewWorkConn};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -248,7 +250,7 @@ async fn try_work_conn(
     metrics.opened(counters);
     let key = proxy.key.as_ref();
     let (c, e) = (proxy.cfg.use_compression, key);
-    let stats = join(
+    let stats = join_fast(
         local,
         io,
         Vec::new(),
@@ -423,7 +425,7 @@ async fn try_visitor_conn(
     metrics.opened(counters);
     let key = v.key.as_ref();
     let c = v.cfg.use_compression;
-    let stats = join(
+    let stats = join_fast(
         user,
         io,
         Vec::new(),
