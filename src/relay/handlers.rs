@@ -249,26 +249,19 @@ async fn handle_login(
     wire: Wire,
     v2: Option<V2Crypto>,
 ) {
-    if wire == Wire::V2 && v2.is_none() {
+    let refusal = if wire == Wire::V2 && v2.is_none() {
         // frps cannot key the control stream without the hellos.
-        let detail = "missing v2 crypto negotiation";
-        log::warn!(
-            "register control error: {detail} (user [{}], from {peer:?})",
-            m.user
-        );
-        let resp = LoginResp {
-            version: FRPS_VERSION.into(),
-            error: ctx.client_error("register control error", detail),
-            ..Default::default()
-        };
-        let _ = wire.write_msg(&mut io, &Message::LoginResp(resp)).await;
-        let _ = io.close().await;
-        return;
-    }
-    let expected = auth_key(&ctx.cfg.token, m.timestamp);
-    if !constant_time_eq(expected.as_bytes(), m.privilege_key.as_bytes()) {
+        Some("missing v2 crypto negotiation")
+    } else if !constant_time_eq(
+        auth_key(&ctx.cfg.token, m.timestamp).as_bytes(),
+        m.privilege_key.as_bytes(),
+    ) {
         RelayStats::inc(&ctx.stats.login_failures);
-        let detail = "token in login doesn't match token from configuration";
+        Some("token in login doesn't match token from configuration")
+    } else {
+        None
+    };
+    if let Some(detail) = refusal {
         log::warn!(
             "register control error: {detail} (user [{}], from {peer:?})",
             m.user
