@@ -23,6 +23,12 @@ pub enum ConnError {
     /// Refused by a connection limit (already logged, throttled, where it was hit).
     #[error("{0}")]
     Limit(String),
+    /// `source`, with the step that failed in front (frpc's wording); keeps its kind.
+    #[error("{context}: {source}")]
+    During {
+        context: &'static str,
+        source: Box<ConnError>,
+    },
 }
 
 impl ConnError {
@@ -37,6 +43,33 @@ impl ConnError {
             ConnError::Rejected(_) => "rejected",
             ConnError::Other(_) => "other",
             ConnError::Limit(_) => "limit",
+            ConnError::During { source, .. } => source.kind(),
         }
+    }
+
+    /// Names the step that failed, keeping the error's kind for metrics.
+    pub fn during(self, context: &'static str) -> ConnError {
+        ConnError::During {
+            context,
+            source: Box::new(self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnError;
+
+    #[test]
+    fn during_names_the_step_and_keeps_the_kind() {
+        let e = ConnError::Timeout("NewVisitorConnResp").during("read newVisitorConnRespMsg error");
+        assert_eq!(e.kind(), "timeout");
+        assert_eq!(
+            e.to_string(),
+            "read newVisitorConnRespMsg error: timed out waiting for NewVisitorConnResp"
+        );
+        let limit = ConnError::Limit("yamux stream limit 8 reached".into())
+            .during("connect to server error");
+        assert_eq!(limit.kind(), "limit");
     }
 }

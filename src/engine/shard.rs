@@ -134,7 +134,7 @@ async fn work_conn(shard: usize, shared: Arc<Shared>, link: Rc<Link>) {
             p.metrics.shard(shard).error(e.kind());
         }
         match &e {
-            ConnError::Limit(_) => {}
+            e if e.kind() == "limit" => {}
             // frps asked for more work connections than its pool holds (it asks twice
             // when its pool is empty); it drops the extra one. Benign, so not a warning.
             ConnError::Rejected(r) if r.contains("work connection pool is full") => {
@@ -158,7 +158,7 @@ async fn try_work_conn(
     let mut io = link
         .open()
         .await
-        .map_err(|e| ConnError::Other(format!("start new connection to server error: {e}")))?;
+        .map_err(|e| e.during("start new connection to server error"))?;
     let wire = Wire::from_config(&shared.cfg.transport.wire_protocol);
     let mut hello = NewWorkConn {
         run_id,
@@ -174,7 +174,7 @@ async fn try_work_conn(
         wire.write_first_msg(&mut io, &Message::NewWorkConn(hello)),
     )
     .await
-    .map_err(|e| ConnError::Other(format!("work connection write to server error: {e}")))?;
+    .map_err(|e| e.during("work connection write to server error"))?;
     // An idle pooled work connection waits as long as frps wants (no deadline, as frpc),
     // but not past its control: frps drops the pool of a replaced control, and a
     // black-holed one would otherwise keep this socket (or yamux session) forever.
@@ -351,7 +351,7 @@ async fn visitor_conn(
         EngineStats::add(&shared.stats.visitor_errors, 1);
         shared.record_error(&v.cfg.name, &e.to_string());
         v.metrics.shard(shard).error(e.kind());
-        if !matches!(e, ConnError::Limit(_)) {
+        if e.kind() != "limit" {
             log::warn!("[{}] {e}", v.cfg.name);
         }
     }
@@ -377,7 +377,7 @@ async fn try_visitor_conn(
     let mut io = link
         .open()
         .await
-        .map_err(|e| ConnError::Other(format!("connect to server error: {e}")))?;
+        .map_err(|e| e.during("connect to server error"))?;
     let wire = Wire::from_config(&shared.cfg.transport.wire_protocol);
     let ts = unix_now();
     let hello = NewVisitorConn {
@@ -394,7 +394,7 @@ async fn try_visitor_conn(
         wire.write_first_msg(&mut io, &Message::NewVisitorConn(hello)),
     )
     .await
-    .map_err(|e| ConnError::Other(format!("send newVisitorConnMsg to server error: {e}")))?;
+    .map_err(|e| e.during("send newVisitorConnMsg to server error"))?;
     let mut reader = FrameReader::for_wire(wire);
     let resp = read_msg_timeout(
         &mut reader,
@@ -403,7 +403,7 @@ async fn try_visitor_conn(
         "NewVisitorConnResp",
     )
     .await
-    .map_err(|e| ConnError::Other(format!("read newVisitorConnRespMsg error: {e}")))?;
+    .map_err(|e| e.during("read newVisitorConnRespMsg error"))?;
     match resp {
         Message::NewVisitorConnResp(r) if r.error.is_empty() => {}
         Message::NewVisitorConnResp(r) => {
