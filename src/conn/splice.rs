@@ -20,7 +20,7 @@
 //! the whole shard. glommio itself always passes MSG_DONTWAIT, so it does not mind.
 
 use super::{join, pool, Io, JoinStats, Transform};
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
@@ -54,69 +54,121 @@ pub fn splice_enabled() -> bool {
 
 /// [`join`], but with splice(2) when both legs are plain TCP and neither direction
 /// transforms its bytes (and splicing is enabled); otherwise exactly `join`.
-pub async fn join_fast<A: Io, B: Io>(
-    mut a: A,
-    mut b: B,
+///
+/// Not an `async fn`: the returned future is one of the two relays, so an idle
+/// connection's task carries only the larger of them, not both side by side.
+pub fn join_fast<A: Io, B: Io>(
+    a: A,
+    b: B,
     a_pre: Vec<u8>,
     b_pre: Vec<u8>,
     ab: Transform,
     ba: Transform,
-) -> JoinStats {
+) -> impl Future<Output = JoinStats> {
     let fds = match (a.plain_tcp_fd(), b.plain_tcp_fd()) {
         (Some(fa), Some(fb)) if ab.is_plain() && ba.is_plain() && splice_enabled() => {
-            Some((fa, fb))
+            match set_nonblocking(fa).and_then(|_| set_nonblocking(fb)) {
+                Ok(()) => Some((fa, fb)),
+                Err(e) => {
+                    log::debug!(
+                        "cannot make the sockets non-blocking for splice ({e}), copying instead"
+                    );
+                    None
+                }
+            }
         }
         _ => None,
     };
-    let Some((fa, fb)) = fds else {
-        return join(a, b, a_pre, b_pre, ab, ba).await;
-    };
-    if let Err(e) = set_nonblocking(fa).and_then(|_| set_nonblocking(fb)) {
-        log::debug!("splice unavailable ({e}), copying instead");
-        return join(a, b, a_pre, b_pre, ab, ba).await;
-    }
-    let mut ab = SpliceDir::new(a_pre);
-    let mut ba = SpliceDir::new(b_pre);
-    let result = SpliceJoin {
-        a: &mut a,
-        b: &mut b,
-        fa,
-        fb,
-        ab: &mut ab,
-        ba: &mut ba,
-    }
-    .await;
-    let _ = futures_lite::future::zip(a.close(), b.close()).await;
-    JoinStats {
-        a_to_b: ab.moved,
-        b_to_a: ba.moved,
-        error: result.err().map(|e| e.to_string()),
-        spliced: ab.spliced + ba.spliced,
+    match fds {
+        Some((fa, fb)) => JoinFast::Splice(SpliceJoin {
+            a,
+            b,
+            fa,
+            fb,
+            ab: SpliceDir::new(a_pre),
+            ba: SpliceDir::new(b_pre),
+            result: None,
+            closed: (false, false),
+        }),
+        None => JoinFast::Copy(join(a, b, a_pre, b_pre, ab, ba)),
     }
 }
 
-struct SpliceJoin<'a, A, B> {
-    a: &'a mut A,
-    b: &'a mut B,
+enum JoinFast<S, C> {
+    Splice(S),
+    Copy(C),
+}
+
+impl<S: Future<Output = JoinStats> + Unpin, C: Future<Output = JoinStats>> Future
+    for JoinFast<S, C>
+{
+    type Output = JoinStats;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JoinStats> {
+        // SAFETY: structural pinning; the variant is never moved out or replaced while
+        // pinned, and `Copy`'s future is only ever used through this pinned reference.
+        match unsafe { self.get_unchecked_mut() } {
+            JoinFast::Splice(s) => Pin::new(s).poll(cx),
+            JoinFast::Copy(c) => unsafe { Pin::new_unchecked(c) }.poll(cx),
+        }
+    }
+}
+
+/// The spliced relay: both directions until either ends, then both legs closed (as
+/// frp's `libio.Join`), then the stats.
+struct SpliceJoin<A, B> {
+    a: A,
+    b: B,
     fa: RawFd,
     fb: RawFd,
-    ab: &'a mut SpliceDir,
-    ba: &'a mut SpliceDir,
+    ab: SpliceDir,
+    ba: SpliceDir,
+    /// Set when a direction ended; the legs are being closed.
+    result: Option<io::Result<()>>,
+    closed: (bool, bool),
 }
 
-impl<A: Io, B: Io> Future for SpliceJoin<'_, A, B> {
-    type Output = io::Result<()>;
+impl<A: Io, B: Io> Future for SpliceJoin<A, B> {
+    type Output = JoinStats;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JoinStats> {
         let this = &mut *self;
-        // Either direction finishing (or failing) ends the relay, as in frp.
-        if let Poll::Ready(r) = this.ab.poll_move(cx, this.a, this.fa, this.b, this.fb) {
-            return Poll::Ready(r);
+        if this.result.is_none() {
+            // Either direction finishing (or failing) ends the relay, as in frp.
+            if let Poll::Ready(r) =
+                this.ab
+                    .poll_move(cx, &mut this.a, this.fa, &mut this.b, this.fb)
+            {
+                this.result = Some(r);
+            } else if let Poll::Ready(r) =
+                this.ba
+                    .poll_move(cx, &mut this.b, this.fb, &mut this.a, this.fa)
+            {
+                this.result = Some(r);
+            } else {
+                return Poll::Pending;
+            }
         }
-        if let Poll::Ready(r) = this.ba.poll_move(cx, this.b, this.fb, this.a, this.fa) {
-            return Poll::Ready(r);
+        // Close errors are not the relay's result (as `join`).
+        if !this.closed.0 {
+            this.closed.0 = Pin::new(&mut this.a).poll_close(cx).is_ready();
         }
-        Poll::Pending
+        if !this.closed.1 {
+            this.closed.1 = Pin::new(&mut this.b).poll_close(cx).is_ready();
+        }
+        if !(this.closed.0 && this.closed.1) {
+            return Poll::Pending;
+        }
+        let error = match this.result.take() {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        Poll::Ready(JoinStats {
+            a_to_b: this.ab.moved,
+            b_to_a: this.ba.moved,
+            error,
+            spliced: this.ab.spliced + this.ba.spliced,
+        })
     }
 }
 
@@ -135,6 +187,8 @@ struct SpliceDir {
     /// so the next bytes go by splice. Otherwise they are read into `held`, which is
     /// cheaper for small messages than two splices (page allocation, pipe bookkeeping).
     streaming: bool,
+    /// splice(2) was refused on this socket: copy for the rest of the relay.
+    copy_only: bool,
     eof: bool,
     moved: u64,
     /// Of `moved`, the bytes that went by splice.
@@ -151,6 +205,7 @@ impl SpliceDir {
             held: preread,
             held_at: 0,
             streaming: false,
+            copy_only: false,
             eof: false,
             spliced: 0,
         }
@@ -168,6 +223,55 @@ impl SpliceDir {
         self.held_at = 0;
         self.held_end = 0;
         &mut self.held[..COPY_READ]
+    }
+
+    /// Splices what the source has into the (empty) pipe. Ok(true): bytes moved, or EOF.
+    /// Ok(false): the source is dry, or no pipe could be had (out of fds?) or splice is
+    /// refused here (seccomp, an odd socket): then this chunk, or this direction for
+    /// good, is copied instead.
+    fn splice_in(&mut self, src_fd: RawFd) -> io::Result<bool> {
+        if self.pipe.is_none() {
+            match take_pipe() {
+                Ok(p) => self.pipe = Some(p),
+                Err(e) => {
+                    log::debug!("no pipe for splice ({e}), copying this chunk");
+                    return Ok(false);
+                }
+            }
+        }
+        let pipe_w = self.pipe.as_ref().expect("pipe held").write.as_raw_fd();
+        match splice(src_fd, pipe_w, SPLICE_LEN) {
+            Ok(0) => self.eof = true,
+            Ok(n) => {
+                self.in_pipe = n;
+                self.moved += n as u64;
+                self.spliced += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.streaming = false;
+                give_pipe(self.pipe.take());
+                return Ok(false);
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EPERM | libc::ENOSYS | libc::EOPNOTSUPP)
+                ) =>
+            {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    log::warn!(
+                        "splice(2) refused ({e}): plain TCP relays copy through user space instead"
+                    );
+                }
+                self.copy_only = true;
+                give_pipe(self.pipe.take());
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(true)
     }
 
     /// Ready(Ok) once the source hit EOF and everything read was written.
@@ -226,31 +330,11 @@ impl SpliceDir {
                 return Pin::new(&mut *dst).poll_flush(cx);
             }
             // 3. Next bytes: spliced while the source streams...
-            if self.streaming {
-                if self.pipe.is_none() {
-                    self.pipe = Some(take_pipe()?);
-                }
-                let pipe_w = self
-                    .pipe
-                    .as_ref()
-                    .expect("pipe just taken")
-                    .write
-                    .as_raw_fd();
-                match splice(src_fd, pipe_w, SPLICE_LEN) {
-                    Ok(0) => self.eof = true,
-                    Ok(n) => {
-                        self.in_pipe = n;
-                        self.moved += n as u64;
-                        self.spliced += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.streaming = false;
-                        give_pipe(self.pipe.take());
-                    }
+            if self.streaming && !self.copy_only {
+                match self.splice_in(src_fd) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
                     Err(e) => return Poll::Ready(Err(e)),
-                }
-                if self.streaming || self.eof {
-                    continue;
                 }
             }
             // ...otherwise read into user space; the stream's poll_read also waits for
@@ -382,5 +466,18 @@ mod tests {
         empty.pipe = Some(take_pipe().unwrap());
         drop(empty);
         assert_eq!(PIPES.with(|c| c.borrow().len()), before + 1);
+    }
+
+    /// Every idle relay's task carries this future: picking the relay must not make it
+    /// carry both (an `async fn` holding either await did: 1,128 bytes against 624).
+    #[test]
+    fn the_relay_future_is_no_bigger_than_the_copying_one() {
+        use futures_lite::io::Cursor;
+        let leg = || Cursor::new(Vec::<u8>::new());
+        let plain = Transform::plain;
+        let fast = join_fast(leg(), leg(), Vec::new(), Vec::new(), plain(), plain());
+        let copy = join(leg(), leg(), Vec::new(), Vec::new(), plain(), plain());
+        let (fast, copy) = (std::mem::size_of_val(&fast), std::mem::size_of_val(&copy));
+        assert!(fast <= copy + 16, "join_fast {fast} bytes, join {copy}");
     }
 }
