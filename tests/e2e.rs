@@ -24,6 +24,32 @@ fn big_transfer(tcp_mux: bool, enc: bool, comp: bool) {
         "mux={tcp_mux} enc={enc} comp={comp}: 64 MiB each way in {:.2}s",
         t.elapsed().as_secs_f64()
     );
+    // Plain TCP on both legs of both roles: the engine must have spliced (most of) it;
+    // anything else must have copied. Relays count when they end, just after the echo.
+    let engine = c.engine.as_ref().expect("engine");
+    let spliced = || -> u64 {
+        engine
+            .shared()
+            .metrics_text()
+            .lines()
+            .filter(|l| l.starts_with("stcp_shard_spliced_bytes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    if !tcp_mux && !enc && !comp {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while spliced() < BIG as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // 64 MiB each way through two roles: 256 MiB relayed in all.
+        assert!(spliced() >= BIG as u64, "only {} bytes spliced", spliced());
+    } else {
+        assert_eq!(
+            spliced(),
+            0,
+            "a transformed or multiplexed leg must not splice"
+        );
+    }
 }
 
 #[test]

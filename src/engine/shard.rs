@@ -264,6 +264,7 @@ async fn try_work_conn(
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
     metrics.closed(counters, stats.a_to_b, stats.b_to_a);
+    metrics.spliced(stats.spliced);
     if let Some(err) = stats.error {
         log::debug!("[{name}] work connection ended: {err}");
     }
@@ -439,6 +440,7 @@ async fn try_visitor_conn(
     EngineStats::add(&shared.stats.bytes_out, stats.a_to_b);
     EngineStats::add(&shared.stats.bytes_in, stats.b_to_a);
     metrics.closed(counters, stats.a_to_b, stats.b_to_a);
+    metrics.spliced(stats.spliced);
     if let Some(err) = stats.error {
         log::debug!("[{}] visitor connection ended: {err}", v.cfg.name);
     }

@@ -112,10 +112,12 @@ impl ConnSlots {
     }
 }
 
-/// One shard's own gauge. Aligned so that two shards' gauges never share a cache line.
+/// One shard's own gauge and counter. Aligned so that two shards' never share a cache
+/// line.
 #[repr(align(128))]
 pub struct ShardMetrics {
     active: AtomicU64,
+    spliced: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -137,6 +139,11 @@ impl ShardMetrics {
 
     pub fn active(&self) -> u64 {
         self.active.load(Relaxed)
+    }
+
+    /// Of an ended relay's bytes, those that went by splice(2) (counted per shard).
+    pub fn spliced(&self, bytes: u64) {
+        self.spliced.fetch_add(bytes, Relaxed);
     }
 }
 
@@ -168,6 +175,7 @@ impl Metrics {
             shards: (0..shards.max(1))
                 .map(|_| ShardMetrics {
                     active: AtomicU64::new(0),
+                    spliced: AtomicU64::new(0),
                 })
                 .collect(),
         }
@@ -340,6 +348,19 @@ impl Metrics {
         }
         header(
             &mut out,
+            "stcp_shard_spliced_bytes_total",
+            "counter",
+            "Payload bytes of ended connections that moved by splice(2), per shard (no tcpMux, no encryption or compression).",
+        );
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "stcp_shard_spliced_bytes_total{{shard=\"{i}\"}} {}",
+                s.spliced.load(Relaxed)
+            );
+        }
+        header(
+            &mut out,
             "stcp_frps_logged_in",
             "gauge",
             "1 while the control connection to frps is logged in.",
@@ -384,6 +405,7 @@ mod tests {
         m.shard(0).opened(ssh.shard(0));
         m.shard(1).opened(ssh.shard(1));
         m.shard(1).closed(ssh.shard(1), 10, 20);
+        m.shard(1).spliced(16);
         v.shard(0).error("timeout");
         v.shard(0).handshake(Duration::from_millis(3));
         v.shard(1).handshake(Duration::from_secs(60));
@@ -392,6 +414,8 @@ mod tests {
             logins: 2,
         });
         assert!(text.contains("stcp_connections_active{role=\"proxy\",name=\"ssh\"} 1\n"));
+        assert!(text.contains("stcp_shard_spliced_bytes_total{shard=\"0\"} 0\n"));
+        assert!(text.contains("stcp_shard_spliced_bytes_total{shard=\"1\"} 16\n"));
         assert!(text.contains("stcp_connections_total{role=\"proxy\",name=\"ssh\"} 2\n"));
         assert!(text.contains(
             "stcp_bytes_total{role=\"proxy\",name=\"ssh\",direction=\"from_server\"} 20\n"
