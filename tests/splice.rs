@@ -280,3 +280,43 @@ fn small_request_response_messages_are_copied_not_spliced() {
         "64-byte messages should take the copy, not two splices"
     );
 }
+
+#[test]
+fn a_destination_reset_mid_stream_ends_the_relay_with_an_error() {
+    let stats = on_executor(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (mut writer, a) = socket_pair(&listener).await;
+        let (b, mut reader) = socket_pair(&listener).await;
+        let relay = glommio::spawn_local(join_fast(
+            a,
+            b,
+            Vec::new(),
+            Vec::new(),
+            Transform::plain(),
+            Transform::plain(),
+        ));
+        // Stream until the relay is splicing, then reset the reader's socket (RST).
+        let feed = glommio::spawn_local(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            while writer.write_all(&chunk).await.is_ok() {}
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 4 << 20 {
+            got += reader.read(&mut buf).await.expect("read");
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&reader);
+        // SAFETY: borrows the fd for one setsockopt; the stream still owns it.
+        let sock = std::mem::ManuallyDrop::new(unsafe {
+            <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        sock.set_linger(Some(Duration::ZERO)).expect("linger 0");
+        drop(reader);
+        let stats = relay.await;
+        // The relay closed `a`: the feeding writer fails and stops.
+        feed.await;
+        stats
+    });
+    assert!(stats.error.is_some(), "a reset destination is an error: {stats:?}");
+    assert!(stats.spliced > 0, "{stats:?}");
+}
