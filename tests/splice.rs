@@ -68,6 +68,26 @@ async fn receive(from: &mut TcpStream, pre: &[u8], seed: u64, len: u64, lag: boo
     got
 }
 
+/// A relay between two fresh loopback pairs: returns a's peer, b's peer and the relay.
+async fn spawn_relay(
+    ab: Transform,
+    a_pre: &[u8],
+    b_pre: &[u8],
+) -> (TcpStream, TcpStream, glommio::Task<JoinStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (near, a) = socket_pair(&listener).await;
+    let (b, far) = socket_pair(&listener).await;
+    let relay = glommio::spawn_local(join_fast(
+        a,
+        b,
+        a_pre.to_vec(),
+        b_pre.to_vec(),
+        ab,
+        Transform::plain(),
+    ));
+    (near, far, relay)
+}
+
 /// A second glommio stream on a dup of `s`'s socket, so one task can write while
 /// another reads.
 fn writer_half(s: &TcpStream) -> TcpStream {
@@ -172,18 +192,9 @@ fn a_lagging_reader_gets_everything_through_the_full_destination_path() {
 fn both_directions_at_once_each_with_its_leftover_first() {
     let len = 16u64 << 20;
     let (stats, got_ab, got_ba) = on_executor(move || async move {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let (mut user, a) = socket_pair(&listener).await;
-        let (b, mut far) = socket_pair(&listener).await;
+        let (mut user, mut far, relay) =
+            spawn_relay(Transform::plain(), b"from a", b"from b, longer").await;
         let (mut user_w, mut far_w) = (writer_half(&user), writer_half(&far));
-        let relay = glommio::spawn_local(join_fast(
-            a,
-            b,
-            b"from a".to_vec(),
-            b"from b, longer".to_vec(),
-            Transform::plain(),
-            Transform::plain(),
-        ));
         let (_, (got_ab, got_ba)) = futures_lite::future::zip(
             futures_lite::future::zip(send(&mut user_w, 3, len), send(&mut far_w, 4, len)),
             futures_lite::future::zip(
@@ -224,17 +235,7 @@ fn a_transformed_direction_falls_back_to_copying() {
         Transform::seal(None::<&CipherKey>, true)
     }
     let stats = on_executor(|| async {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let (mut writer, a) = socket_pair(&listener).await;
-        let (b, mut reader) = socket_pair(&listener).await;
-        let relay = glommio::spawn_local(join_fast(
-            a,
-            b,
-            Vec::new(),
-            Vec::new(),
-            sealed(),
-            Transform::plain(),
-        ));
+        let (mut writer, mut reader, relay) = spawn_relay(sealed(), b"", b"").await;
         writer.write_all(b"hello").await.expect("write");
         writer.close().await.expect("close");
         let mut out = Vec::new();
@@ -248,17 +249,7 @@ fn a_transformed_direction_falls_back_to_copying() {
 #[test]
 fn small_request_response_messages_are_copied_not_spliced() {
     let stats = on_executor(|| async {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let (mut user, a) = socket_pair(&listener).await;
-        let (b, mut service) = socket_pair(&listener).await;
-        let relay = glommio::spawn_local(join_fast(
-            a,
-            b,
-            Vec::new(),
-            Vec::new(),
-            Transform::plain(),
-            Transform::plain(),
-        ));
+        let (mut user, mut service, relay) = spawn_relay(Transform::plain(), b"", b"").await;
         let mut buf = [0u8; 64];
         for round in 0..200u64 {
             let req: Vec<u8> = (0..64).map(|i| pattern(round, i)).collect();
@@ -284,17 +275,7 @@ fn small_request_response_messages_are_copied_not_spliced() {
 #[test]
 fn a_destination_reset_mid_stream_ends_the_relay_with_an_error() {
     let stats = on_executor(|| async {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let (mut writer, a) = socket_pair(&listener).await;
-        let (b, mut reader) = socket_pair(&listener).await;
-        let relay = glommio::spawn_local(join_fast(
-            a,
-            b,
-            Vec::new(),
-            Vec::new(),
-            Transform::plain(),
-            Transform::plain(),
-        ));
+        let (mut writer, mut reader, relay) = spawn_relay(Transform::plain(), b"", b"").await;
         // Stream until the relay is splicing, then reset the reader's socket (RST).
         let feed = glommio::spawn_local(async move {
             let chunk = vec![7u8; 64 * 1024];
@@ -317,6 +298,9 @@ fn a_destination_reset_mid_stream_ends_the_relay_with_an_error() {
         feed.await;
         stats
     });
-    assert!(stats.error.is_some(), "a reset destination is an error: {stats:?}");
+    assert!(
+        stats.error.is_some(),
+        "a reset destination is an error: {stats:?}"
+    );
     assert!(stats.spliced > 0, "{stats:?}");
 }
