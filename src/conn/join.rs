@@ -9,7 +9,7 @@
 
 use super::{pool, Io};
 use crate::codec::{CipherKey, DecryptStream, EncryptStream, SnappyDecoder, SnappyEncoder};
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -220,12 +220,19 @@ impl Direction {
     }
 
     /// Ready(Ok) once the source hit EOF and everything read was written.
-    fn poll_copy<S: AsyncRead + Unpin, D: AsyncWrite + Unpin>(
+    fn poll_copy<S: Io, D: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         src: &mut S,
         dst: &mut D,
     ) -> Poll<io::Result<()>> {
+        // A yamux stream already holds its bytes in memory: with nothing to transform
+        // (and nothing of ours pending), write them from there, skipping one copy.
+        if self.transform.is_plain() && self.preread == 0 && matches!(self.pending, Pending::None) {
+            if let Some(stream) = src.as_mux_stream() {
+                return self.poll_from_mux(cx, stream, dst);
+            }
+        }
         for _ in 0..CHUNKS_PER_POLL {
             if self.preread > 0 {
                 let n = std::mem::take(&mut self.preread);
@@ -279,6 +286,34 @@ impl Direction {
     }
 }
 
+impl Direction {
+    /// [`Direction::poll_copy`] for a plain yamux source: queue -> `dst`, no relay buffer.
+    fn poll_from_mux<D: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut crate::mux::Stream,
+        dst: &mut D,
+    ) -> Poll<io::Result<()>> {
+        self.release_buffers();
+        for _ in 0..CHUNKS_PER_POLL {
+            match src.poll_write_queued_to(cx, dst) {
+                Poll::Ready(Ok(Some(n))) => self.moved += n as u64,
+                Poll::Ready(Ok(None)) => {
+                    self.eof = true;
+                    return Pin::new(&mut *dst).poll_flush(cx);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let _ = Pin::new(&mut *dst).poll_flush(cx)?;
+                    return Poll::Pending;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// How a relay ended.
 #[derive(Debug, Default, Clone)]
 pub struct JoinStats {
@@ -298,9 +333,7 @@ struct Join<'a, A, B> {
     ba: &'a mut Direction,
 }
 
-impl<A: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> Future
-    for Join<'_, A, B>
-{
+impl<A: Io, B: Io> Future for Join<'_, A, B> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -26,6 +26,10 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {
     /// The socket's fd when this is a plain glommio TCP stream (no TLS, no yamux, no
     /// buffering in between), so the relay may splice(2) it.
     fn plain_tcp_fd(&self) -> Option<RawFd>;
+
+    /// This stream as a yamux stream, so a plain relay can write its received bytes
+    /// straight from the stream's queue.
+    fn as_mux_stream(&mut self) -> Option<&mut crate::mux::Stream>;
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {
@@ -37,6 +41,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {
         // A boxed stream: ask the stream inside (`**`, or this impl would call itself).
         any.downcast_ref::<Box<dyn Io>>()
             .and_then(|inner| (**inner).plain_tcp_fd())
+    }
+
+    fn as_mux_stream(&mut self) -> Option<&mut crate::mux::Stream> {
+        let any = self as &mut dyn Any;
+        if any.is::<crate::mux::Stream>() {
+            return any.downcast_mut::<crate::mux::Stream>();
+        }
+        any.downcast_mut::<Box<dyn Io>>()
+            .and_then(|inner| (**inner).as_mux_stream())
     }
 }
 

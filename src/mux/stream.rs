@@ -159,6 +159,66 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Writes received bytes straight from this stream's queue to `dst`, without
+    /// copying them into a relay buffer first (the plain relay's fast path).
+    /// Ready(Ok(Some(n))): n bytes written; Ready(Ok(None)): the peer closed and
+    /// everything was read; Pending: no data yet, or `dst` has no room (either way the
+    /// right waker is registered).
+    pub fn poll_write_queued_to<D: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut D,
+    ) -> Poll<io::Result<Option<usize>>> {
+        // The queue is taken out while `dst` writes (no RefCell borrow is held across a
+        // call into another stream), and put back before anything else can run: this
+        // is one synchronous call on the shard's only thread.
+        let mut queued = {
+            let mut c = self.core.borrow_mut();
+            if c.state == StreamState::Reset {
+                return Poll::Ready(Err(reset_err()));
+            }
+            if c.buf.is_empty() {
+                if c.aborted {
+                    drop(c);
+                    return Poll::Ready(Err(self.aborted_err()));
+                }
+                if matches!(c.state, StreamState::RemoteClose | StreamState::Closed) {
+                    return Poll::Ready(Ok(None));
+                }
+                c.set_read_waker(cx.waker());
+                return Poll::Pending;
+            }
+            std::mem::take(&mut c.buf)
+        };
+        let written = Pin::new(&mut *dst).poll_write(cx, queued.as_slices().0);
+        let mut st = self.sess.st.borrow_mut();
+        let mut c = self.core.borrow_mut();
+        let n = match written {
+            Poll::Ready(Ok(n)) if n > 0 => n,
+            other => {
+                c.buf = queued;
+                return match other {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                    _ => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                };
+            }
+        };
+        queued.drain(..n);
+        if queued.is_empty() {
+            // Idle streams hold no buffer; the next data borrows one again.
+            crate::conn::pool::give_deque(queued);
+        } else {
+            c.buf = queued;
+        }
+        if st.closed.is_none() && c.state != StreamState::Closed {
+            st.send_window_update(&mut c, self.sess.cfg.max_stream_window);
+        }
+        Poll::Ready(Ok(Some(n)))
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
