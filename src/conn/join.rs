@@ -6,6 +6,9 @@
 //! again: a slow reader therefore stalls its writer instead of growing a buffer
 //! (backpressure). As in frp's `libio.Join`, when either direction ends both legs are
 //! closed (after flushing what that direction already read).
+//!
+//! A plain direction whose source is a yamux stream skips the buffer and writes from the
+//! stream's receive queue. Plain TCP on both legs is `splice.rs`'s job.
 
 use super::{pool, Io};
 use crate::codec::{CipherKey, DecryptStream, EncryptStream, SnappyDecoder, SnappyEncoder};
@@ -284,9 +287,7 @@ impl Direction {
         cx.waker().wake_by_ref();
         Poll::Pending
     }
-}
 
-impl Direction {
     /// [`Direction::poll_copy`] for a plain yamux source: queue -> `dst`, no relay buffer.
     fn poll_from_mux<D: AsyncWrite + Unpin>(
         &mut self,

@@ -157,9 +157,7 @@ impl Stream {
         };
         io::Error::new(io::ErrorKind::ConnectionAborted, msg)
     }
-}
 
-impl Stream {
     /// Writes received bytes straight from this stream's queue to `dst`, without
     /// copying them into a relay buffer first (the plain relay's fast path).
     /// Ready(Ok(Some(n))): n bytes written; Ready(Ok(None)): the peer closed and
