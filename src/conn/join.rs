@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 const FIRST_BUF: usize = 2 * 1024;
 const MAX_BUF: usize = 64 * 1024;
 /// Chunks moved per poll before yielding, so one busy relay cannot starve its shard.
-const CHUNKS_PER_POLL: usize = 16;
+pub(super) const CHUNKS_PER_POLL: usize = 16;
 
 /// What happens to bytes travelling in one direction: first the incoming leg's layers are
 /// removed (`open`: decrypt, then decompress), then the outgoing leg's layers are added

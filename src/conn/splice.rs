@@ -19,6 +19,7 @@
 //! waits in the kernel (SPLICE_F_NONBLOCK only covers the pipe side), which would stall
 //! the whole shard. glommio itself always passes MSG_DONTWAIT, so it does not mind.
 
+use super::join::CHUNKS_PER_POLL;
 use super::{join, pool, Io, JoinStats, Transform};
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::cell::RefCell;
@@ -29,8 +30,6 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
-/// Chunks (splice round trips) one direction moves per poll before yielding the shard.
-const CHUNKS_PER_POLL: usize = 16;
 /// Bytes asked for per splice into the pipe; the pipe's room (64 KiB) caps it.
 const SPLICE_LEN: usize = 1 << 20;
 /// Reads smaller than this go through user space (a copy is cheaper than two splices for
